@@ -1,0 +1,82 @@
+"""Shared fixtures: the real bundled model (loaded once) and a tiny random model.
+
+Mechanics are tested on the tiny model (fast, deterministic); the numbers that matter
+(probabilities, filters, greedy agreement) on the real SmolLM2-135M.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    """The bundled SmolLM2-135M-Instruct (converted once into the user cache)."""
+    from tokentui.engine import models
+
+    return models.load()
+
+
+@pytest.fixture(scope="session")
+def real_backend(bundled):
+    from tokentui.engine.backends.local import LocalBackend
+
+    return LocalBackend(bundled)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(bundled):
+    return bundled.tokenizer
+
+
+def make_tiny_loaded(tokenizer, *, seed: int = 0, layers: int = 2):
+    """A randomly initialised Llama with the bundled tokenizer's vocabulary."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tokentui.engine.models import LoadedModel, ModelSource
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+    )
+    model = LlamaForCausalLM(config).eval()
+    # Sharper logits than the default init so sampling filters have something to cut.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40.0)
+    model.requires_grad_(False)
+    model.generation_config.eos_token_id = 2
+    return LoadedModel(model=model, tokenizer=tokenizer,
+                       source=ModelSource("dir", "tiny-random", "tiny-random"),
+                       device="cpu", dtype="float32", weights_hash=None)
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tokenizer):
+    return make_tiny_loaded(tokenizer)
+
+
+@pytest.fixture
+def tiny_backend(tiny_loaded):
+    """A fresh backend (its own cache) over the shared tiny model."""
+    from tokentui.engine.backends.local import LocalBackend
+
+    return LocalBackend(tiny_loaded)
+
+
+@pytest.fixture
+def tiny_session(tiny_backend):
+    from tokentui.engine.prompts import PromptSpec
+    from tokentui.engine.sampling import SamplingParams
+    from tokentui.engine.session import Session
+
+    return Session(tiny_backend, PromptSpec("Tell me a story about a cat."),
+                   params=SamplingParams(seed=7, max_new_tokens=12))

@@ -1,0 +1,5 @@
+"""``python -m tokentui``."""
+
+from tokentui.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""Rich tables and JSON for the one-shot commands (token text is always plain data)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tokentui.engine.results import Candidate, Token
+
+CONTROL_GLYPHS = {"\n": "⏎", "\t": "⇥", "\r": "␍", " ": "·"}
+
+
+def visible(text: str) -> str:
+    """Whitespace and control characters made visible (the piece is never interpreted)."""
+    out = []
+    for ch in text:
+        if ch in CONTROL_GLYPHS:
+            out.append(CONTROL_GLYPHS[ch])
+        elif ord(ch) < 32 or ord(ch) == 127 or 0x80 <= ord(ch) < 0xA0:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def token_cell(token: Token) -> Text:
+    return Text(visible(token.text), style="bold magenta" if token.special else "")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def console() -> Console:
+    return Console(highlight=False)
+
+
+def tokens_table(tokens: Sequence[Token], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("id", justify="right")
+    table.add_column("token")
+    table.add_column("special", justify="center")
+    for i, tok in enumerate(tokens):
+        table.add_row(str(i), str(tok.id), token_cell(tok), "yes" if tok.special else "")
+    return table
+
+
+def candidates_table(candidates: Sequence[Candidate], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("rank", "right"), ("id", "right"), ("token", "left"),
+                          ("p_base", "right"), ("p_final", "right"), ("logit", "right"),
+                          ("", "left")):
+        table.add_column(name, justify=justify)
+    for c in candidates:
+        style = "" if c.kept and c.valid else "dim strike"
+        bar = "█" * max(0, round(c.p_final * 20)) if c.kept and c.valid else ""
+        flags = [] if c.kept else ["cut"]
+        if not c.valid:
+            flags.append("invalid")
+        table.add_row(str(c.rank), str(c.id), token_cell(c.token),
+                      f"{c.p_base:.4f}", f"{c.p_final:.4f}", f"{c.logit:.2f}",
+                      Text(bar or " ".join(flags), style="green" if bar else "dim"), style=style)
+    return table

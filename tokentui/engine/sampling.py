@@ -1,0 +1,284 @@
+"""Sampling parameters and the one-step filter pipeline.
+
+The order and the formulas are transformers' own (``generation/logits_process.py``):
+repetition penalty over prompt + completion, then the OpenAI presence/frequency
+penalties over the completion, temperature, top-k, top-p, min-p, and last the
+constraint mask. ``p_base`` is the softmax of the raw logits, ``p_final`` the softmax
+of what survives.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from tokentui.engine.errors import ParameterError
+from tokentui.engine.results import Candidate, Distribution, Token
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Everything that decides how the next token is picked."""
+
+    temperature: float = 0.7
+    top_k: int = 0
+    """0 = off."""
+    top_p: float = 0.8
+    """1.0 = off."""
+    min_p: float = 0.0
+    """0 = off."""
+    repetition_penalty: float = 1.05
+    """1.0 = off; transformers' definition over prompt + completion."""
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    """None: a seed is drawn when a branch is created (and recorded)."""
+    greedy: bool = False
+    max_new_tokens: int = 128
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def is_greedy(self) -> bool:
+        """Greedy selection: asked for, or temperature 0."""
+        return self.greedy or self.temperature == 0
+
+    def validate(self) -> None:
+        """Raise ParameterError naming the first value out of range."""
+        checks: list[tuple[bool, str]] = [
+            (_finite(self.temperature) and 0 <= self.temperature <= 100,
+             f"temperature must be between 0 and 100, got {self.temperature}"),
+            (self.top_k >= 0, f"top-k must be 0 (off) or positive, got {self.top_k}"),
+            (_finite(self.top_p) and 0 < self.top_p <= 1,
+             f"top-p must be in (0, 1], got {self.top_p}"),
+            (_finite(self.min_p) and 0 <= self.min_p <= 1,
+             f"min-p must be in [0, 1], got {self.min_p}"),
+            (_finite(self.repetition_penalty) and self.repetition_penalty > 0,
+             f"repetition penalty must be positive, got {self.repetition_penalty}"),
+            (_finite(self.presence_penalty) and -2 <= self.presence_penalty <= 2,
+             f"presence penalty must be in [-2, 2], got {self.presence_penalty}"),
+            (_finite(self.frequency_penalty) and -2 <= self.frequency_penalty <= 2,
+             f"frequency penalty must be in [-2, 2], got {self.frequency_penalty}"),
+            (self.max_new_tokens >= 1, f"max tokens must be at least 1, got {self.max_new_tokens}"),
+            (self.seed is None or 0 <= self.seed < 2**63, f"seed must be >= 0, got {self.seed}"),
+            (all(self.stop), "stop sequences must not be empty strings"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ParameterError(message)
+
+    def with_changes(self, **changes: Any) -> SamplingParams:
+        """A validated copy with some fields changed."""
+        if "stop" in changes and changes["stop"] is not None:
+            changes["stop"] = tuple(changes["stop"])
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stop"] = list(self.stop)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SamplingParams:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "stop" in kwargs:
+            kwargs["stop"] = tuple(kwargs["stop"] or ())
+        return cls(**kwargs)
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "greedy": {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0,
+               "repetition_penalty": 1.0, "greedy": True},
+    "balanced": {"temperature": 0.7, "top_k": 0, "top_p": 0.8, "min_p": 0.0,
+                 "repetition_penalty": 1.05, "greedy": False},
+    "reliable": {"temperature": 0.3, "top_k": 40, "top_p": 0.9, "min_p": 0.0,
+                 "repetition_penalty": 1.05, "greedy": False},
+    "creative": {"temperature": 1.0, "top_k": 0, "top_p": 0.95, "min_p": 0.05,
+                 "repetition_penalty": 1.1, "greedy": False},
+}
+"""Named starting points; ``balanced`` equals the defaults."""
+
+
+def apply_preset(params: SamplingParams, name: str) -> SamplingParams:
+    """The parameters of a preset, keeping seed, stops and lengths."""
+    try:
+        return params.with_changes(presence_penalty=0.0, frequency_penalty=0.0, **PRESETS[name])
+    except KeyError:
+        raise ParameterError(
+            f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}"
+        ) from None
+
+
+@dataclass(slots=True)
+class Processed:
+    """One step's full-vocabulary tensors, kept only while the step is being decided."""
+
+    logits: torch.Tensor
+    p_base: torch.Tensor
+    scores: torch.Tensor
+    """The processed scores (``-inf`` where cut)."""
+    p_final: torch.Tensor
+    kept: torch.Tensor
+    valid: torch.Tensor | None
+    no_valid_kept: bool = False
+    log_p_base: torch.Tensor = field(default=None)  # type: ignore[assignment]
+
+
+def process(
+    logits: torch.Tensor,
+    context_ids: Sequence[int],
+    completion_ids: Sequence[int],
+    params: SamplingParams,
+    valid: torch.Tensor | None = None,
+    *,
+    logits_are_logprobs: bool = False,
+) -> Processed:
+    """Run the filter pipeline on one logits vector ``(vocab,)``.
+
+    ``context_ids`` is prompt + completion (repetition penalty), ``completion_ids`` the
+    generated part alone (presence/frequency penalties). ``valid`` is an optional boolean
+    mask from a constraint. ``logits_are_logprobs`` marks log-probabilities already
+    normalised over the whole vocabulary (a top-N server), so ``p_base`` is not renormalised.
+    """
+    logits = logits.float()
+    log_p_base = logits if logits_are_logprobs else torch.log_softmax(logits, dim=-1)
+    p_base = log_p_base.exp()
+    scores = logits.clone()
+    device = scores.device
+    if params.repetition_penalty != 1.0 and len(context_ids):
+        ids = torch.as_tensor(list(context_ids), device=device, dtype=torch.long)
+        score = scores.gather(0, ids)
+        score = torch.where(score < 0, score * params.repetition_penalty,
+                            score / params.repetition_penalty)
+        scores = scores.scatter(0, ids, score)
+    if (params.presence_penalty or params.frequency_penalty) and len(completion_ids):
+        uniq, counts = np.unique(np.asarray(completion_ids, dtype=np.int64), return_counts=True)
+        idx = torch.as_tensor(uniq, device=device)
+        cnt = torch.as_tensor(counts, device=device, dtype=scores.dtype)
+        scores[idx] -= params.frequency_penalty * cnt + params.presence_penalty
+    if params.temperature not in (0.0, 1.0):
+        scores = scores / params.temperature
+    finite_before = torch.isfinite(scores)
+    if params.top_k:
+        top_k = min(params.top_k, scores.shape[-1])
+        threshold = torch.topk(scores, top_k)[0][..., -1, None]
+        scores = scores.masked_fill(scores < threshold, -math.inf)
+    if params.top_p < 1.0:
+        sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        sorted_remove = cumulative <= (1 - params.top_p)
+        sorted_remove[..., -1:] = False
+        remove = sorted_remove.scatter(0, sorted_indices, sorted_remove)
+        scores = scores.masked_fill(remove, -math.inf)
+    if params.min_p > 0:
+        probs = torch.softmax(scores, dim=-1)
+        remove = probs < params.min_p * probs.amax(dim=-1, keepdim=True)
+        remove[torch.topk(probs, 1).indices] = False
+        scores = scores.masked_fill(remove, -math.inf)
+    kept = torch.isfinite(scores) & finite_before
+    no_valid_kept = False
+    final_scores = scores
+    if valid is not None:
+        valid = valid.to(device)
+        allowed = kept & valid
+        if bool(allowed.any()):
+            final_scores = scores.masked_fill(~valid, -math.inf)
+        else:
+            # The filters left nothing the constraint allows: fall back to the best valid
+            # token by p_base (the step records a note).
+            no_valid_kept = True
+            best = torch.where(valid, p_base, torch.full_like(p_base, -1.0)).argmax()
+            final_scores = torch.full_like(scores, -math.inf)
+            final_scores[best] = 0.0
+    p_final = torch.softmax(final_scores, dim=-1)
+    return Processed(logits=logits, p_base=p_base, scores=final_scores, p_final=p_final,
+                     kept=kept, valid=valid, no_valid_kept=no_valid_kept, log_p_base=log_p_base)
+
+
+def entropy_bits(p: torch.Tensor) -> float:
+    """Shannon entropy in bits, treating 0 * log 0 as 0."""
+    logp = torch.log(p.clamp_min(1e-45))
+    return float(-(p * logp).sum() / LN2)
+
+
+def draw_uniform(seed: int, index: int) -> float:
+    """The uniform draw for completion position ``index`` of a branch seeded with ``seed``.
+
+    Keyed by position, not by a running stream, so a branch regenerated from position k
+    draws exactly what a fresh run with the same prefix would, on any device.
+    """
+    return float(np.random.Generator(np.random.PCG64([seed, index])).random())
+
+
+def select(processed: Processed, *, greedy: bool, seed: int | None, index: int) -> int:
+    """Pick a token id from ``p_final``: argmax, or an inverse-CDF draw keyed by seed and index."""
+    if greedy or seed is None:
+        return int(processed.p_final.argmax())
+    nonzero = torch.nonzero(processed.p_final > 0).squeeze(-1)
+    probs = processed.p_final[nonzero].double().cpu().numpy()
+    ids = nonzero.cpu().numpy()
+    order = np.lexsort((ids, -probs))  # descending probability, ties by id
+    cdf = np.cumsum(probs[order])
+    u = draw_uniform(seed, index) * cdf[-1]
+    pick = int(np.searchsorted(cdf, u, side="right"))
+    return int(ids[order[min(pick, len(order) - 1)]])
+
+
+def summarize(
+    processed: Processed,
+    token_of: Callable[[int], Token],
+    top_n: int,
+    *,
+    extra_ids: Sequence[int] = (),
+    top_n_only: bool = False,
+) -> tuple[Distribution, dict[int, tuple[float, float, float]]]:
+    """Reduce a processed step to its top-N candidates (by ``p_base``) and scalars.
+
+    Returns the distribution and ``{id: (p_base, p_final, logit)}`` for ``extra_ids``
+    (the chosen token, which may lie outside the top N).
+    """
+    vocab = processed.p_base.shape[-1]
+    n = min(top_n, vocab)
+    top_ids = torch.topk(processed.p_base, n).indices
+    ids = torch.cat([top_ids, torch.as_tensor(list(extra_ids), dtype=torch.long,
+                                              device=top_ids.device)])
+    valid = processed.valid if processed.valid is not None else torch.ones_like(processed.kept)
+    table = torch.stack([
+        processed.p_base[ids], processed.p_final[ids], processed.logits[ids],
+        processed.kept[ids].float(), valid[ids].float(),
+    ]).T.tolist()
+    id_list = ids.tolist()
+    candidates = []
+    for rank, (tid, row) in enumerate(zip(id_list[:n], table[:n], strict=True), start=1):
+        pb, pf, lg, kp, vd = row
+        candidates.append(Candidate(token=token_of(tid), p_base=pb, p_final=pf, logit=lg,
+                                    kept=bool(kp), valid=bool(vd), rank=rank))
+    extras = {tid: (row[0], row[1], row[2])
+              for tid, row in zip(id_list[n:], table[n:], strict=True)}
+    finite_p = processed.p_base[torch.isfinite(processed.log_p_base)]
+    dist = Distribution(
+        candidates=tuple(candidates),
+        entropy=entropy_bits(finite_p) if not top_n_only else entropy_bits(processed.p_base),
+        entropy_final=entropy_bits(processed.p_final),
+        n_kept=int(processed.kept.sum()),
+        n_valid=int(valid.sum()),
+        vocab_size=vocab,
+        top_n_only=top_n_only,
+        other_mass=max(0.0, 1.0 - float(processed.p_base.sum())) if top_n_only else 0.0,
+    )
+    return dist, extras
