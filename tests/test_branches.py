@@ -1,0 +1,121 @@
+"""The branch tree: regeneration equivalence, cache reuse, delete, force, switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tokentui.engine.errors import ContextOverflowError, SessionError
+from tokentui.engine.prompts import PromptSpec
+from tokentui.engine.sampling import SamplingParams
+from tokentui.engine.session import Session
+
+PROMPT = PromptSpec("Write one sentence about rivers.")
+
+
+def fresh_run(backend, params, forced, n):
+    session = Session(backend, PROMPT, params=params)
+    for tid in forced:
+        session.force_token(tid)
+    return [s.token.id for s in session.generate(n)]
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(greedy=True, max_new_tokens=64),
+    SamplingParams(seed=21, temperature=1.2, top_p=0.95, max_new_tokens=64),
+], ids=["greedy", "seeded"])
+@pytest.mark.parametrize("which", ["tiny", "real"])
+def test_branch_regenerates_exactly_like_a_fresh_run(request, params, which):
+    backend = request.getfixturevalue("tiny_backend" if which == "tiny" else "real_backend")
+    session = Session(backend, PROMPT, params=params)
+    original = list(session.generate(8))
+    k = 3
+    alternative = next(c.id for c in original[k].candidates if c.id != original[k].token.id)
+    session.branch_from(k, alternative)
+    continued = [s.token.id for s in session.generate(5)]
+    prefix = [s.token.id for s in original[:k]]
+    assert session.current.ids == prefix + [alternative] + continued
+    assert continued == fresh_run(backend, params, prefix + [alternative], 5)
+    assert len(session.branches) == 2
+    assert session.branches[0].ids == [s.token.id for s in original]
+
+
+def test_branching_reuses_the_cached_prefix(tiny_backend):
+    session = Session(tiny_backend, PROMPT, params=SamplingParams(seed=2, max_new_tokens=30))
+    steps = list(session.generate(10))
+    before = tiny_backend.forward_tokens
+    session.branch_from(6, steps[6].candidates[1].id)
+    # Only the token before the fork position is fed again (its logits are needed).
+    assert tiny_backend.forward_tokens - before == 1
+    before = tiny_backend.forward_tokens
+    list(session.generate(3))
+    assert tiny_backend.forward_tokens - before == 3
+
+
+def test_cropped_cache_logits_match_a_full_forward(tiny_loaded, tiny_backend):
+    session = Session(tiny_backend, PROMPT, params=SamplingParams(seed=2))
+    list(session.generate(8))
+    session.truncate(4)  # rewind: the next request crops the cache
+    dist = session.peek()
+    with torch.no_grad():
+        logits = tiny_loaded.model(input_ids=torch.tensor([session.context_ids()])).logits[0, -1]
+    p = torch.softmax(logits, -1)
+    for cand in dist.candidates:
+        assert cand.p_base == pytest.approx(p[cand.id].item(), abs=5e-5)
+
+
+def test_delete_force_fork_switch_rename(tiny_session):
+    list(tiny_session.generate(4))
+    ids = tiny_session.current.ids
+    removed = tiny_session.delete_last()
+    assert removed.token.id == ids[-1] and tiny_session.current.ids == ids[:-1]
+    forced = tiny_session.force_text(" hello world")
+    assert [s.how for s in forced] == ["forced"] * len(forced)
+    assert tiny_session.completion_text().endswith(" hello world")
+    root = tiny_session.current_id
+    fork = tiny_session.fork("copy")
+    assert tiny_session.current_id == fork.id and fork.ids == tiny_session.branches[root].ids
+    tiny_session.step()
+    assert len(fork) == len(tiny_session.branches[root]) + 1
+    tiny_session.switch(root)
+    tiny_session.rename(fork.id, "explored")
+    infos = {i.id: i for i in tiny_session.branch_info()}
+    assert infos[fork.id].name == "explored" and infos[root].current
+    tiny_session.delete_branch(fork.id)
+    assert fork.id not in tiny_session.branches
+    with pytest.raises(SessionError):
+        tiny_session.delete_branch(root)
+    with pytest.raises(SessionError):
+        tiny_session.switch(99)
+
+
+def test_branch_info_names_the_fork_tokens(tiny_session):
+    steps = list(tiny_session.generate(5))
+    alt = steps[2].candidates[1]
+    if alt.id == steps[2].token.id:
+        alt = steps[2].candidates[0]
+    tiny_session.branch_from(2, alt.id)
+    info = next(i for i in tiny_session.branch_info() if i.current)
+    assert info.fork_at == 2 and info.parent == 0
+    assert info.token.id == alt.id and info.parent_token.id == steps[2].token.id
+    assert info.p_final == pytest.approx(tiny_session.current.steps[2].p_final)
+    assert info.parent_p_final == pytest.approx(steps[2].p_final)
+
+
+def test_delete_on_empty_branch_and_bad_branch_index(tiny_session):
+    with pytest.raises(SessionError, match="nothing to delete"):
+        tiny_session.delete_last()
+    with pytest.raises(SessionError, match="cannot branch"):
+        tiny_session.branch_from(5, 10)
+
+
+def test_context_overflow_is_a_clear_error(tiny_backend):
+    limit = tiny_backend.max_context
+    with pytest.raises(ContextOverflowError, match="context"):
+        Session(tiny_backend, PromptSpec("word " * (limit + 10), chat_template=False))
+    session = Session(tiny_backend, PromptSpec("word " * (limit - 3), chat_template=False),
+                      params=SamplingParams(max_new_tokens=50, seed=1))
+    with pytest.raises(ContextOverflowError):
+        list(session.generate())
+    # Nothing was lost: the tokens taken before the limit are still there.
+    assert len(session.context_ids()) == limit
