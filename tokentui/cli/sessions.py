@@ -1,9 +1,196 @@
-"""Subcommands of this group are registered here."""
+"""replay, export, sessions and forks: session files as regression tests, documents and lists."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from tokentui.cli import render
+from tokentui.cli.options import SharedOptions, fail, shared_options
+
+SessionPath = Annotated[Path, typer.Argument(help="A session file (.json).", show_default=False)]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's subcommands to the app."""
+    app.command("replay")(replay)
+    app.command("export")(export)
+    app.command("sessions")(sessions)
+    app.command("forks")(forks)
+
+
+def _load_for(sf: Any, opts: SharedOptions) -> Any:
+    """The backend for a session file: ``--model`` if given, else the recorded model."""
+    from tokentui.cli.runtime import load_backend
+    from tokentui.engine.store import SessionFileError
+
+    values = dict(opts.values)
+    if opts.model is None:
+        if sf.model is None or sf.model.spec is None:
+            name = sf.model.name if sf.model else "an unknown model"
+            raise SessionFileError(f"the session's model ({name}) cannot be loaded again: pass --model")
+        values["model"] = sf.model.spec
+        if opts.dtype == "auto" and sf.model.dtype:
+            values["dtype"] = sf.model.dtype
+    return load_backend(SharedOptions(values))
+
+
+@shared_options("model")
+def replay(
+    file: SessionPath,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Compare every token and recorded probability; exit 1 on a difference.")] = False,
+    tolerance: Annotated[float, typer.Option(
+        help="Largest absolute difference of a probability that still matches.", min=0.0)] = 1e-4,
+    as_json: AsJson = False,
+    *,
+    opts: SharedOptions,
+) -> None:
+    """Rebuild every branch of a session file with its model and settings (and check it)."""
+    from tokentui.engine import replay as engine_replay
+    from tokentui.engine import store
+
+    sf = store.load_session_file(file)
+    backend = _load_for(sf, opts)
+    warnings = store.model_warnings(sf, getattr(backend, "loaded", None))
+    report = engine_replay.replay(sf, backend, check=check, tolerance=tolerance)
+    if as_json:
+        render.print_json({**report.to_json(), "warnings": warnings, "checked_probabilities": check})
+    else:
+        for w in warnings:
+            typer.echo(f"warning: {w}", err=True)
+        _print_report(report, check)
+    if check and not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(report: Any, check: bool) -> None:
+    out = render.console()
+    table = Table(title=f"replay · {report.checked} steps"
+                  + (f" · tolerance {report.tolerance:g}" if check else ""), title_justify="left")
+    for name, justify in (("branch", "right"), ("name", "left"), ("steps", "right"),
+                          ("result", "left"), ("text", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for b in report.branches:
+        result = Text("rebuilt") if not check else (
+            Text("ok", style="green") if b.difference is None else Text(b.difference.message, style="red"))
+        table.add_row(str(b.branch_id), Text(b.name), str(b.checked), result,
+                      Text(render.visible(b.text[:60])))
+    out.print(table)
+    if report.prompt_difference:
+        out.print(Text(report.prompt_difference.message, style="red"))
+    if check:
+        if report.ok:
+            out.print(Text(f"ok: every token and probability matches within {report.tolerance:g}"))
+        else:
+            for d in report.differences:
+                sys.stderr.write(f"difference: {render.visible(d.message)}\n")
+
+
+@shared_options()
+def export(
+    file: SessionPath,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, html or md.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write here instead of to standard output.")] = None,
+    *,
+    opts: SharedOptions,
+) -> None:
+    """Write a session as JSON lines (one per step), a self-contained HTML page or Markdown."""
+    from tokentui.engine import store
+    from tokentui.export import formats
+
+    if fmt not in formats.FORMATS:
+        raise fail(f"unknown format {fmt!r}: use {', '.join(formats.FORMATS)}")
+    sf = store.load_session_file(file)
+    text = formats.export(sf, fmt)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    if output.is_dir():
+        raise fail(f"{output} is a folder")
+    if output.resolve() == file.resolve():
+        raise fail("the output would overwrite the session file itself")
+    try:
+        store.write_atomic(output, text)
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {output}", err=True)
+
+
+@shared_options()
+def sessions(
+    folder: Annotated[Path | None, typer.Option(
+        "--dir", help="List this folder instead of the autosave folder.")] = None,
+    as_json: AsJson = False,
+    *,
+    opts: SharedOptions,
+) -> None:
+    """List the autosaved sessions ($XDG_DATA_HOME/tokentui): date, model, prompt, branches."""
+    from tokentui.engine import store
+
+    where = folder or store.autosave_dir()
+    found = store.list_sessions(where)
+    if as_json:
+        render.print_json({"folder": str(where), "sessions": [s.to_json() for s in found]})
+        return
+    out = render.console()
+    if not found:
+        out.print(Text(f"no sessions in {where}"))
+        return
+    table = Table(title=f"{len(found)} sessions in {where}", title_justify="left")
+    for name in ("saved", "model", "prompt", "branches", "tokens", "file"):
+        table.add_column(name, justify="right" if name in ("branches", "tokens") else "left",
+                         overflow="fold")
+    for s in found:
+        if s.error:
+            table.add_row("", "", Text(s.error, style="red"), "", "", Text(s.path.name))
+            continue
+        table.add_row(Text(s.saved_at.replace("T", " ")[:19]), Text(s.model),
+                      Text(render.visible(s.prompt[:40])), str(s.branches), str(s.tokens),
+                      Text(str(s.path)))
+    out.print(table)
+
+
+@shared_options("model", "prompt", "sampling", "constraint")
+def forks(
+    prompt: Annotated[str, typer.Argument(help="The prompt text.", show_default=False)],
+    top: Annotated[int, typer.Option("--top", help="How many critical positions to list.", min=1)] = 10,
+    alternatives: Annotated[int, typer.Option(help="Alternatives shown per position.", min=1)] = 3,
+    as_json: AsJson = False,
+    *,
+    opts: SharedOptions,
+) -> None:
+    """Generate from PROMPT and list the positions that could most easily have gone otherwise."""
+    from tokentui.cli.runtime import open_session
+    from tokentui.engine.compare import critical_tokens
+
+    session = open_session(prompt, opts)
+    steps = list(session.generate())
+    critical = critical_tokens(steps, top=top, alternatives=alternatives)
+    if as_json:
+        render.print_json({"text": session.completion_text(),
+                           "tokens": [s.token.to_json() for s in steps],
+                           "critical": [c.to_json() for c in critical]})
+        return
+    out = render.console()
+    out.print(Text(session.completion_text()))
+    table = Table(title=f"{len(critical)} most critical of {len(steps)} positions", title_justify="left")
+    for name, justify in (("pos", "right"), ("token", "left"), ("p_final", "right"),
+                          ("margin", "right"), ("entropy", "right"), ("alternatives", "left")):
+        table.add_column(name, justify=justify)
+    for c in critical:
+        alts = Text()
+        for i, cand in enumerate(c.alternatives):
+            if i:
+                alts.append("  ")
+            alts.append_text(render.token_cell(cand.token))
+            alts.append(f" {cand.p_final:.2f}", style="dim")
+        table.add_row(str(c.index), render.token_cell(c.token), f"{c.p_final:.3f}", f"{c.margin:.3f}",
+                      f"{c.entropy:.2f}", alts)
+    out.print(table)

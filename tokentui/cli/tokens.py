@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -83,12 +84,17 @@ def generate(
     completion_ids: CompletionIds = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per step.")] = False,
     show: Annotated[int, typer.Option(help="Candidates per step in --jsonl.", min=1)] = 10,
+    save: Annotated[Path | None, typer.Option(
+        "--save", help="Write the session of this run to FILE (replay it with tokentui replay).")] = None,
     *,
     opts: SharedOptions,
 ) -> None:
     """Generate from PROMPT, streaming the text (or one JSON line per step)."""
+    from tokentui.engine import store
     from tokentui.engine.prompts import IncrementalDecoder
 
+    if save is not None:
+        store.check_writable(save.expanduser())
     session = open_session(prompt, opts, completion_ids=parse_ids(completion_ids))
     session.top_n = show
     decoder = IncrementalDecoder(session.tokenizer)
@@ -103,3 +109,5 @@ def generate(
         reason = session.current.finish_reason
         if reason:
             typer.echo(f"[{len(session.current)} tokens, stopped: {reason}]", err=True)
+    if save is not None:
+        store.save(session, save)

@@ -1,0 +1,356 @@
+"""Where branches part and where they could have: comparison, critical tokens, exploration.
+
+- :func:`compare_branches` aligns two branches at their fork and sets their distributions
+  side by side with the mass that moved and a KL divergence per position.
+- :func:`critical_tokens` ranks the positions of a branch by how easily they could have
+  gone otherwise (a small margin between the top two ``p_final``, then a high entropy).
+- :func:`explore` branches at the most critical positions and generates each new branch
+  a few tokens, reusing the backend's cached prefix.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tokentui.engine.errors import ConstraintError, SessionError
+from tokentui.engine.results import Candidate, Distribution, StepResult, Token
+
+LN2 = math.log(2.0)
+FLOOR = 1e-12
+
+
+# ----- comparing two branches -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MassShift:
+    """One token's probability in both distributions (``p_base``) and the change a -> b."""
+
+    token: Token
+    p_a: float
+    p_b: float
+    estimated: bool = False
+    """At least one side is estimated (the token was outside that side's recorded top-N)."""
+
+    @property
+    def delta(self) -> float:
+        return self.p_b - self.p_a
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.token.id, "text": self.token.text, "p_a": self.p_a, "p_b": self.p_b,
+                "delta": self.delta, "estimated": self.estimated}
+
+
+@dataclass(frozen=True, slots=True)
+class ForkChoice:
+    """A candidate at the fork, with which branch took it."""
+
+    candidate: Candidate
+    picked_by_a: bool
+    picked_by_b: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.candidate.to_json(), "picked_by_a": self.picked_by_a, "picked_by_b": self.picked_by_b}
+
+
+@dataclass(frozen=True, slots=True)
+class ComparedStep:
+    """One completion position after the fork: each branch's step (None past its end)."""
+
+    index: int
+    a: StepResult | None
+    b: StepResult | None
+    kl: float | None
+    """KL(a || b) in bits over ``p_base``; None when a side is missing."""
+    shifts: tuple[MassShift, ...]
+    """The union of both top-N, by largest |delta| first."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index,
+                "a": self.a.to_json() if self.a else None, "b": self.b.to_json() if self.b else None,
+                "kl": self.kl, "shifts": [s.to_json() for s in self.shifts]}
+
+
+@dataclass(frozen=True, slots=True)
+class BranchComparison:
+    """Two branches aligned at their fork."""
+
+    a: int
+    b: int
+    fork_at: int
+    """The first completion position where their tokens differ."""
+    shared: tuple[Token, ...]
+    """The common prefix of completion tokens."""
+    fork: tuple[ForkChoice, ...]
+    """The shared top-N at the fork with each branch's pick marked (empty past both ends)."""
+    steps: tuple[ComparedStep, ...]
+    """From the fork on, position by position."""
+    kl_method: str
+    """``top-n``: approximate, from the recorded top-N (see :func:`kl_top_n`); ``exact``: the
+    full vocabulary recomputed through the backend."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "fork_at": self.fork_at,
+                "shared": [t.to_json() for t in self.shared],
+                "fork": [f.to_json() for f in self.fork],
+                "steps": [s.to_json() for s in self.steps], "kl_method": self.kl_method}
+
+
+def _completed(dist: Distribution, other: Distribution) -> tuple[dict[int, float], set[int]]:
+    """``dist``'s p_base over the union of both top-N plus a ``-1`` bucket for the rest.
+
+    Tokens ``dist`` does not list get an equal share of its leftover mass, capped by its
+    smallest listed probability (they ranked below it); what remains goes to the bucket.
+    """
+    listed = {c.token.id: c.p_base for c in dist.candidates}
+    missing = [c.token.id for c in other.candidates if c.token.id not in listed]
+    rest = max(0.0, 1.0 - sum(listed.values()))
+    share = 0.0
+    if missing:
+        smallest = min(listed.values()) if listed else rest
+        share = min(smallest, rest / (len(missing) + 1))
+    out = dict(listed)
+    for tid in missing:
+        out[tid] = share
+    out[-1] = max(0.0, rest - share * len(missing))
+    return out, set(missing)
+
+
+def kl_top_n(a: Distribution, b: Distribution) -> float:
+    """Approximate KL(a || b) in bits from two recorded top-N distributions.
+
+    The support is the union of both top-N plus one bucket for every other token; a token
+    one side did not record is estimated from that side's leftover mass (see ``_completed``).
+    Exact when both top-N hold all the mass; otherwise the bucket merges the tails, which
+    can only lower the divergence (data-processing inequality).
+    """
+    pa, _ = _completed(a, b)
+    pb, _ = _completed(b, a)
+    total = 0.0
+    for tid, p in pa.items():
+        if p > 0:
+            total += p * (math.log(p) - math.log(max(pb.get(tid, 0.0), FLOOR)))
+    return max(0.0, total / LN2)
+
+
+def mass_shifts(a: Distribution, b: Distribution, limit: int = 10) -> tuple[MassShift, ...]:
+    """How ``p_base`` moved between two distributions on the union of their top-N."""
+    pa, est_a = _completed(a, b)
+    pb, est_b = _completed(b, a)
+    tokens = {c.token.id: c.token for c in (*a.candidates, *b.candidates)}
+    shifts = [MassShift(tokens[t], pa[t], pb[t], t in est_a or t in est_b) for t in tokens]
+    shifts.sort(key=lambda s: -abs(s.delta))
+    return tuple(shifts[:limit])
+
+
+def _exact_log_probs(session: Any, branch: Any, start: int, stop: int) -> list[Any]:
+    """Full-vocabulary log p_base for positions ``start..stop-1`` of ``branch`` (one cached pass)."""
+    import torch
+
+    ctx = session.prompt_ids
+    out = []
+    with session.lock:
+        for i in range(start, stop):
+            logits = session.backend.next_logits(ctx + branch.ids[:i]).logits
+            out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
+        session._peeked = None
+    return out
+
+
+def compare_branches(session: Any, a: int, b: int, *, exact: bool = False,
+                     top: int = 10) -> BranchComparison:
+    """Align branches ``a`` and ``b`` at their fork and compare them position by position.
+
+    With ``exact`` the full next-token distributions are recomputed through the backend (two
+    forward passes per position, the shared prefix cached) and KL is exact; otherwise KL
+    comes from the recorded top-N (``kl_top_n``).
+    """
+    if a not in session.branches or b not in session.branches:
+        raise SessionError(f"no branch {a if a not in session.branches else b}")
+    ba, bb = session.branches[a], session.branches[b]
+    fork = 0
+    while fork < min(len(ba), len(bb)) and ba.steps[fork].token.id == bb.steps[fork].token.id:
+        fork += 1
+    longest = max(len(ba), len(bb))
+    fork_choices: tuple[ForkChoice, ...] = ()
+    at = ba.steps[fork] if fork < len(ba) else bb.steps[fork] if fork < len(bb) else None
+    if at is not None:
+        pick_a = ba.steps[fork].token.id if fork < len(ba) else None
+        pick_b = bb.steps[fork].token.id if fork < len(bb) else None
+        fork_choices = tuple(ForkChoice(c, c.token.id == pick_a, c.token.id == pick_b)
+                             for c in at.distribution.candidates[:top])
+    both = min(len(ba), len(bb))
+    exact_kl: list[float] = []
+    if exact and both > fork:
+        la = _exact_log_probs(session, ba, fork, both)
+        lb = _exact_log_probs(session, bb, fork, both)
+        exact_kl = [float((x.exp() * (x - y)).sum()) / LN2 for x, y in zip(la, lb, strict=True)]
+    rows = []
+    for i in range(fork, longest):
+        sa = ba.steps[i] if i < len(ba) else None
+        sb = bb.steps[i] if i < len(bb) else None
+        kl = None
+        shifts: tuple[MassShift, ...] = ()
+        if sa is not None and sb is not None:
+            kl = exact_kl[i - fork] if exact_kl else kl_top_n(sa.distribution, sb.distribution)
+            shifts = mass_shifts(sa.distribution, sb.distribution, top)
+        rows.append(ComparedStep(i, sa, sb, kl, shifts))
+    return BranchComparison(a=a, b=b, fork_at=fork, shared=tuple(s.token for s in ba.steps[:fork]),
+                            fork=fork_choices, steps=tuple(rows),
+                            kl_method="exact" if exact else "top-n")
+
+
+# ----- critical tokens --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CriticalToken:
+    """A position that could easily have gone otherwise."""
+
+    index: int
+    token: Token
+    p_final: float
+    entropy: float
+    margin: float
+    """``p_final`` of the most likely token minus that of the second (0 = a coin toss)."""
+    alternatives: tuple[Candidate, ...]
+    """The other candidates worth taking, most likely first."""
+
+    @property
+    def score(self) -> float:
+        """Higher = more critical: 1 - margin (the entropy breaks ties)."""
+        return 1.0 - self.margin
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "token": self.token.to_json(), "p_final": self.p_final,
+                "entropy": self.entropy, "margin": self.margin, "score": self.score,
+                "alternatives": [c.to_json() for c in self.alternatives]}
+
+
+def _by_final(c: Candidate) -> tuple[float, float]:
+    return (c.p_final, c.p_base)
+
+
+def criticality(step: StepResult, alternatives: int = 5) -> CriticalToken:
+    """How easily this step could have gone otherwise."""
+    ordered = sorted((c for c in step.distribution.candidates if c.valid), key=_by_final, reverse=True)
+    top1 = ordered[0].p_final if ordered else 0.0
+    top2 = ordered[1].p_final if len(ordered) > 1 else 0.0
+    alts = tuple(c for c in ordered if c.token.id != step.token.id)[:alternatives]
+    return CriticalToken(index=step.index, token=step.token, p_final=step.p_final,
+                         entropy=step.distribution.entropy, margin=max(0.0, top1 - top2), alternatives=alts)
+
+
+def critical_tokens(steps: Sequence[StepResult], *, top: int | None = None, alternatives: int = 5,
+                    start: int = 0) -> list[CriticalToken]:
+    """The positions of ``steps[start:]`` most critical first (smallest margin, then highest entropy)."""
+    ranked = sorted((criticality(s, alternatives) for s in steps[start:]),
+                    key=lambda c: (c.margin, -c.entropy, c.index))
+    return ranked[:top] if top is not None else ranked
+
+
+def next_critical(steps: Sequence[StepResult], after: int, *, top: int = 10) -> int | None:
+    """The next of the ``top`` critical positions after ``after`` (wrapping), for a jump key."""
+    positions = sorted(c.index for c in critical_tokens(steps, top=top))
+    if not positions:
+        return None
+    return next((p for p in positions if p > after), positions[0])
+
+
+# ----- exploring ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ExploredBranch:
+    """A branch made by :func:`explore`."""
+
+    branch_id: int
+    parent: int
+    fork_at: int
+    token: Token
+    """The alternative taken at ``fork_at``."""
+    text: str
+    """The completion text from ``fork_at`` on."""
+    logprob: float
+    """Natural log of the joint ``p_base`` of the whole completion (the model's own belief;
+    ``p_final`` can be 0 for an alternative outside the sampling filters)."""
+    finish_reason: str | None
+
+    @property
+    def joint_p(self) -> float:
+        return math.exp(self.logprob)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"branch": self.branch_id, "parent": self.parent, "fork_at": self.fork_at,
+                "token": self.token.to_json(), "text": self.text, "logprob": self.logprob,
+                "joint_p": self.joint_p, "finish_reason": self.finish_reason}
+
+
+@dataclass(frozen=True, slots=True)
+class ExploreProgress:
+    """Sent after each new branch: how many of ``total`` are done."""
+
+    done: int
+    total: int
+    branch: ExploredBranch | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExploreResult:
+    """The source branch and what grew from it (a tree of depth one)."""
+
+    source: int
+    source_logprob: float
+    branches: tuple[ExploredBranch, ...]
+    cancelled: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "source_logprob": self.source_logprob,
+                "branches": [b.to_json() for b in self.branches], "cancelled": self.cancelled}
+
+
+def joint_logprob(steps: Sequence[StepResult]) -> float:
+    """Sum of log ``p_base`` (``-inf`` if a token had probability 0)."""
+    return sum(math.log(s.p_base) if s.p_base > 0 else -math.inf for s in steps)
+
+
+def explore(session: Any, positions: int = 3, alternatives: int = 2, tokens: int = 8, *,
+            progress: Callable[[ExploreProgress], None] | None = None,
+            stop_event: threading.Event | None = None) -> ExploreResult:
+    """Branch the current branch at its ``positions`` most critical positions with the
+    ``alternatives`` best other tokens each, and generate each new branch ``tokens`` more.
+
+    The backend keeps one cache cropped to the shared prefix, so each new branch costs only
+    its own tokens. The current branch is current again afterwards; a set ``stop_event``
+    ends the run between forward passes, keeping the branches made so far.
+    """
+    source = session.current
+    plan = [(c.index, alt) for c in critical_tokens(source.steps, top=positions)
+            for alt in c.alternatives[:alternatives]]
+    plan.sort(key=lambda p: p[0])
+    made: list[ExploredBranch] = []
+    cancelled = False
+    try:
+        for index, alt in plan:
+            if stop_event is not None and stop_event.is_set():
+                cancelled = True
+                break
+            session.switch(source.id)
+            try:
+                session.branch_from(index, alt.token.id, name=f"explore {index}:{alt.token.text.strip()}")
+            except ConstraintError:
+                continue
+            for _ in session.generate(tokens, stop_event):
+                pass
+            branch = session.current
+            entry = ExploredBranch(branch_id=branch.id, parent=source.id, fork_at=index, token=alt.token,
+                                   text="".join(s.token.text for s in branch.steps[index:]),
+                                   logprob=joint_logprob(branch.steps), finish_reason=branch.finish_reason)
+            made.append(entry)
+            if progress is not None:
+                progress(ExploreProgress(len(made), len(plan), entry))
+        else:
+            cancelled = bool(stop_event is not None and stop_event.is_set())
+    finally:
+        if source.id in session.branches:
+            session.switch(source.id)
+    return ExploreResult(source=source.id, source_logprob=joint_logprob(source.steps),
+                         branches=tuple(made), cancelled=cancelled)
