@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,12 @@ def loading_progress(quiet: bool = False) -> Iterator[Any]:
         yield update
 
 
-def load_backend(opts: SharedOptions, *, quiet: bool = False) -> Any:
-    """The backend the options name: local transformers, or a remote server."""
+def load_backend(opts: SharedOptions, *, quiet: bool = False,
+                 progress: Callable[[str, float | None], None] | None = None) -> Any:
+    """The backend the options name: local transformers, or a remote server.
+
+    ``progress`` (the app's status line) replaces the stderr progress bar when given.
+    """
     if opts.backend == "openai":
         from tokentui.engine.backends import remote
 
@@ -70,10 +74,10 @@ def load_backend(opts: SharedOptions, *, quiet: bool = False) -> Any:
     from tokentui.engine import models
     from tokentui.engine.backends.local import LocalBackend
 
-    with loading_progress(quiet) as progress:
+    with loading_progress(quiet or progress is not None) as bar:
         loaded = models.load(opts.model, device=opts.device, dtype=opts.dtype,
                              trust_remote_code=opts.trust_remote_code,
-                             device_map=opts.device_map, progress=progress)
+                             device_map=opts.device_map, progress=progress or bar)
     return LocalBackend(loaded)
 
 
@@ -93,7 +97,8 @@ def build_constraint(opts: SharedOptions, backend: Any) -> Any:
         if not value.is_file():
             raise ParameterError(f"no such file: {value}")
         value = value.read_text()
-    return constraints.from_cli(kind, value, backend.tokenizer, backend.vocab_size)
+    return constraints.from_cli(kind, value, backend.tokenizer, backend.vocab_size,
+                                eos_ids=backend.eos_token_ids)
 
 
 def open_session(text: str, opts: SharedOptions, *, quiet: bool = False,

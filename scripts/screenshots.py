@@ -1,0 +1,119 @@
+"""Write the README's screenshots with the app itself (``app.export_screenshot()``).
+
+Run: ``uv run python scripts/screenshots.py`` (bundled model, greedy, so the pictures are
+reproducible). Writes ``screenshots/main-generating.svg``, ``branch.svg``, ``branch-list.svg``,
+``attention.svg`` and ``compact-80x24.svg``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+OUT = Path(__file__).resolve().parent.parent / "screenshots"
+PROMPT = "Write a haiku about the sea."
+
+
+async def settle(pilot, rounds: int = 4) -> None:
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.05)
+
+
+async def shoot(name: str, size: tuple[int, int], scenario: Callable[..., Awaitable[None]],
+                loaded) -> Path:
+    from tokentui.engine.backends.local import LocalBackend
+    from tokentui.engine.sampling import SamplingParams
+    from tokentui.tui.app import TokenApp
+
+    app = TokenApp(lambda: LocalBackend(loaded), prompt=PROMPT,
+                   params=SamplingParams(greedy=True, temperature=0.0, max_new_tokens=60))
+    try:
+        async with app.run_test(size=size) as pilot:
+            for _ in range(600):
+                await pilot.pause(0.02)
+                if app.session is not None:
+                    break
+            await settle(pilot)
+            await scenario(pilot)
+            path = OUT / f"{name}.svg"
+            path.write_text(app.export_screenshot(title=f"tokentui · {name}"))
+            return path
+    finally:
+        app.engine.shutdown()
+
+
+async def mid_generation(pilot) -> None:
+    """Generate, stop part-way, and show the stream with the chart tab open."""
+    app = pilot.app
+    await pilot.press("g")
+    stream = app.query_one("#stream")
+    for _ in range(3000):
+        await pilot.pause(0.01)
+        if len(stream.steps) >= 14:
+            break
+    await pilot.press("escape")
+    await settle(pilot)
+    app.query_one("#side").active = "tab-chart"
+    await pilot.press("left", "left", "left")
+    await settle(pilot)
+
+
+async def branch(pilot) -> None:
+    """Step eight tokens, go back three, take the second alternative, continue."""
+    for _ in range(8):
+        await pilot.press("n")
+        await settle(pilot, 2)
+    await pilot.press("left", "left", "left", "down", "enter")
+    await settle(pilot)
+    for _ in range(5):
+        await pilot.press("n")
+        await settle(pilot, 2)
+
+
+async def branch_list(pilot) -> None:
+    await branch(pilot)
+    await pilot.press("b")
+    await settle(pilot)
+
+
+async def attention(pilot) -> None:
+    for _ in range(10):
+        await pilot.press("n")
+        await settle(pilot, 2)
+    pilot.app.query_one("#side").active = "tab-attention"
+    await pilot.press("right_square_bracket", "right_square_bracket", "left", "left")
+    await pilot.pause(0.6)
+    await settle(pilot)
+
+
+async def compact(pilot) -> None:
+    for _ in range(6):
+        await pilot.press("n")
+        await settle(pilot, 2)
+
+
+async def main() -> None:
+    import torch
+
+    from tokentui.engine import models
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    loaded = models.load()
+    OUT.mkdir(exist_ok=True)
+    for name, size, scenario in (
+        ("main-generating", (140, 44), mid_generation),
+        ("branch", (140, 44), branch),
+        ("branch-list", (140, 44), branch_list),
+        ("attention", (140, 44), attention),
+        ("compact-80x24", (80, 24), compact),
+    ):
+        print(await shoot(name, size, scenario, loaded))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""The Textual app: panes over one engine session, driven from the keyboard."""

@@ -1,0 +1,622 @@
+"""TokenApp: composition, bindings and worker wiring; the panes live in ``widgets/``.
+
+Every engine call goes through one :class:`EngineWorker` (a thread that owns the model);
+Textual workers await it and post small messages, so the UI never waits on a forward
+pass. Worker failures end in one handler that shows a single status line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from tokentui.engine.errors import TokentuiError
+from tokentui.engine.prompts import PromptSpec
+from tokentui.engine.results import Distribution, StepResult, Token
+from tokentui.engine.sampling import SamplingParams
+from tokentui.engine.session import Session
+from tokentui.engine.worker import EngineWorker
+from tokentui.tui.messages import ModelLoaded, ModelLoading, RunFinished, StepComputed
+from tokentui.tui.screens.branches import BranchesScreen
+from tokentui.tui.screens.confirm import ConfirmScreen
+from tokentui.tui.screens.force import ForceScreen
+from tokentui.tui.screens.help import HelpScreen
+from tokentui.tui.widgets.alternatives import AlternativesTable
+from tokentui.tui.widgets.attention import AttentionPane
+from tokentui.tui.widgets.charts import Charts, DistributionChart, EntropyChart
+from tokentui.tui.widgets.params import ParamsPanel
+from tokentui.tui.widgets.prompt import PromptPane
+from tokentui.tui.widgets.status import StatusLine
+from tokentui.tui.widgets.token_stream import TokenStream
+
+BackendFactory = Callable[..., Any]
+"""Builds the backend on the engine thread; may accept ``progress=callback(stage, fraction)``."""
+
+COMPACT_WIDTH, COMPACT_HEIGHT = 110, 30
+"""Below either, the side panes (parameters, attention, chart) move behind ``v``."""
+CHART_INTERVAL_S = 0.5
+"""Charts redraw at most this often while generating."""
+ATTENTION_DEBOUNCE_S = 0.3
+SIDE_TABS = ("tab-params", "tab-attention", "tab-chart")
+
+
+@dataclass
+class View:
+    """What the panes need from the session after a change (read on the engine thread)."""
+
+    prompt_tokens: list[Token]
+    steps: list[StepResult]
+    branch_index: int
+    branch_count: int
+    n_tokens_all: int
+    """Completion tokens over every branch (what quitting would lose)."""
+
+
+class TokenApp(App[None]):
+    """Watch a model generate one token at a time; branch, force, delete, inspect."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tokentui"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "step", "Step"),
+        Binding("space", "step", "Step", show=False),
+        Binding("g", "generate", "Generate"),
+        Binding("escape", "stop", "Stop"),
+        Binding("f", "force", "Force"),
+        Binding("b", "branches", "Branches"),
+        Binding("c", "colour_mode", "Colours"),
+        Binding("left_square_bracket", "layer(-1)", "Layer-", show=False),
+        Binding("right_square_bracket", "layer(1)", "Layer+", show=False),
+        Binding("left_curly_bracket", "head(-1)", "Head-", show=False),
+        Binding("right_curly_bracket", "head(1)", "Head+", show=False),
+        Binding("v", "toggle_side", "Side panes", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_app", "Quit"),
+    ]
+
+    generating: reactive[bool] = reactive(False)
+    """A generation run is streaming (toggles the ``-generating`` class)."""
+    ready: reactive[bool] = reactive(False)
+    """The backend is loaded."""
+    tokens_per_s: reactive[float] = reactive(0.0)
+    """Speed of the latest run (or step), shown in the header."""
+
+    def __init__(self, backend_factory: BackendFactory, *, params: SamplingParams | None = None,
+                 prompt: PromptSpec | str | None = None, session_file: str | None = None,
+                 top_n: int = 20, clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
+        self.backend_factory = backend_factory
+        self.params = params or SamplingParams()
+        spec = prompt if isinstance(prompt, PromptSpec) else PromptSpec(text=prompt or "")
+        self.initial_prompt = spec
+        self.session_file = session_file
+        self.top_n = top_n
+        self.clock = clock
+        """Seconds for tokens/s (injectable so snapshots do not depend on timing)."""
+        self.engine = EngineWorker()
+        self.backend: Any = None
+        self.session: Session | None = None
+        self.model_name = "loading…"
+        self.device = ""
+        self.view: View | None = None
+        self._last_chart = 0.0
+        self._run_started = 0.0
+        self._run_tokens = 0
+        self._asking = False
+
+    # ----- composition -------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        with Horizontal(id="body"):
+            with Vertical(id="main"):
+                yield PromptPane(self.initial_prompt, id="prompt")
+                yield TokenStream(mono=self.no_color, id="stream")
+                yield AlternativesTable(id="alternatives")
+            with TabbedContent(id="side", initial="tab-params"):
+                with TabPane("Params", id="tab-params"):
+                    yield ParamsPanel(self.params, id="params")
+                with TabPane("Attention", id="tab-attention"):
+                    yield AttentionPane(id="attention")
+                with TabPane("Chart", id="tab-chart"):
+                    yield Charts(id="charts")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.update_header()
+        self._fit(self.size.width, self.size.height)
+        if self.initial_prompt.text.strip():
+            self.query_one(TokenStream).focus()
+        else:
+            self.query_one("#prompt-text").focus()
+        self.query_one(StatusLine).loading("starting", 0.0)
+        self.load_backend()
+
+    def on_resize(self, event: Any) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        """Small terminals: one column; the side panes come up with ``v``."""
+        self.query_one("#body").set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+
+    # ----- engine helpers (run on the engine thread) ------------------------------------
+    def _build_backend(self) -> Any:
+        def progress(stage: str, fraction: float | None) -> None:
+            self.post_message(ModelLoading(stage, fraction))
+
+        factory = self.backend_factory
+        try:
+            accepts = "progress" in inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            accepts = False
+        return factory(progress=progress) if accepts else factory()
+
+    def _snapshot(self) -> View:
+        session = self.session
+        assert session is not None
+        ids = sorted(session.branches)
+        return View(prompt_tokens=session.prompt_tokens, steps=list(session.current.steps),
+                    branch_index=ids.index(session.current_id) + 1, branch_count=len(ids),
+                    n_tokens_all=sum(len(b) for b in session.branches.values()))
+
+    def _attention_layer(self, layer: int) -> np.ndarray:
+        session = self.session
+        assert session is not None
+        full = session.backend.attention_matrix(session.context_ids())
+        return full[layer].numpy().copy()
+
+    # ----- workers -------------------------------------------------------------------
+    @work(exclusive=True, exit_on_error=False, group="load")
+    async def load_backend(self) -> None:
+        backend = await self.engine.call(self._build_backend)
+        self.backend = backend
+        caps = backend.capabilities
+        loaded = getattr(backend, "loaded", None)
+        name = getattr(loaded, "name", None) or caps.name
+        self.post_message(ModelLoaded(name, getattr(loaded, "device", "remote")))
+        spec = self.query_one(PromptPane).spec
+        if spec.text.strip() or (spec.system or "").strip():
+            await self._open_session(spec)
+        else:
+            self.query_one(StatusLine).info("model ready: type a prompt, then escape to apply it")
+        if self.session_file:
+            self.load_session_file(self.session_file)
+
+    async def _open_session(self, spec: PromptSpec) -> None:
+        params = self.query_one(ParamsPanel).params
+        self.session = await self.engine.call(
+            lambda: Session(self.backend, spec, params=params, top_n=self.top_n))
+        self.query_one(PromptPane).commit(spec)
+        await self.refresh_view()
+        self.query_one(StatusLine).info(
+            f"ready: {len(self.session.prompt_ids)} prompt tokens · n: step · g: generate · ?: help")
+
+    async def refresh_view(self, cursor: int | None = None) -> None:
+        """Re-read the current branch and redraw every pane from it."""
+        if self.session is None:
+            return
+        self.view = await self.engine.call(self._snapshot)
+        self.query_one(TokenStream).set_tokens(self.view.prompt_tokens, self.view.steps, cursor)
+        self.query_one(EntropyChart).show(self.view.steps)
+        self.update_header()
+        self.request_attention()
+
+    @work(exclusive=True, exit_on_error=False, group="generate")
+    async def run_generation(self) -> None:
+        session = self.session
+        assert session is not None
+        self.generating = True
+        self._run_started, self._run_tokens = self.clock(), 0
+        last: StepResult | None = None
+        count = 0
+        try:
+            async for step in self.engine.stream(lambda cancel: session.generate(stop_event=cancel)):
+                last, count = step, count + 1
+                self.post_message(StepComputed(step))
+        finally:
+            self.generating = False
+            seconds = self.clock() - self._run_started
+            reason = last.finish_reason if last else None
+            self.post_message(RunFinished(reason, count, seconds))
+
+    @work(exit_on_error=False, group="engine")
+    async def run_engine(self, fn: Callable[[], Any], message: str = "",
+                         cursor: Callable[[Any], int | None] | None = None) -> None:
+        """Run one session change on the engine thread, then redraw."""
+        result = await self.engine.call(fn)
+        await self.refresh_view(cursor(result) if cursor else None)
+        if message:
+            self.query_one(StatusLine).info(message)
+
+    @work(exclusive=True, exit_on_error=False, group="peek")
+    async def show_next_distribution(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        dist = await self.engine.call(session.peek)
+        stream = self.query_one(TokenStream)
+        if stream.at_next and not self.generating:
+            self._show_distribution(dist, None, f"Next token (position {len(stream.steps)})")
+
+    @work(exclusive=True, exit_on_error=False, group="attention")
+    async def fetch_attention(self) -> None:
+        pane = self.query_one(AttentionPane)
+        if self.session is None:
+            return
+        weights = await self.engine.call(self._attention_layer, pane.layer)
+        pane.set_weights(weights)
+        self._focus_attention()
+
+    # ----- messages ---------------------------------------------------------------------
+    def on_model_loading(self, message: ModelLoading) -> None:
+        self.query_one(StatusLine).loading(message.stage, message.fraction)
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        self.model_name, self.device = message.name, message.device
+        self.ready = True
+        self.update_header()
+        pane = self.query_one(AttentionPane)
+        caps = self.backend.capabilities
+        if not caps.attention or not hasattr(self.backend, "attention_matrix"):
+            pane.unavailable(f"attention is not available: {caps.reason or 'this backend has none'}")
+        else:
+            config = self.backend.model.config
+            config = config.get_text_config() if hasattr(config, "get_text_config") else config
+            pane.configure(config.num_hidden_layers, config.num_attention_heads)
+
+    def on_step_computed(self, message: StepComputed) -> None:
+        self._run_tokens += 1
+        self.query_one(TokenStream).append(message.step)
+        if self.view is not None:
+            self.view.steps.append(message.step)
+            self.view.n_tokens_all += 1
+        now = self.clock()
+        if self.generating:
+            elapsed = now - self._run_started
+            self.tokens_per_s = self._run_tokens / elapsed if elapsed > 0 else 0.0
+        if not self.generating or now - self._last_chart > CHART_INTERVAL_S:
+            self._last_chart = now
+            self.query_one(EntropyChart).show(self.query_one(TokenStream).steps)
+        if not self.generating:
+            self.request_attention()
+
+    async def on_run_finished(self, message: RunFinished) -> None:
+        if message.seconds > 0 and message.tokens:
+            self.tokens_per_s = message.tokens / message.seconds
+        await self.refresh_view(cursor=self.query_one(TokenStream).cursor)
+        why = {"eos": "end of sequence", "stop": "stop sequence", "length": "max tokens reached",
+               "constraint": "constraint finished"}.get(message.reason or "", "stopped")
+        self.query_one(StatusLine).info(
+            f"generated {message.tokens} tokens in {message.seconds:.1f} s: {why}")
+
+    def on_token_stream_cursor_moved(self, message: TokenStream.CursorMoved) -> None:
+        stream = self.query_one(TokenStream)
+        step = stream.current_step
+        if step is not None:
+            self._show_distribution(step.distribution, step.token.id,
+                                    f"Alternatives at {message.index} (took {step.how})")
+        elif self.session is not None and not self.generating:
+            self.show_next_distribution()
+        self._focus_attention()
+
+    def _show_distribution(self, dist: Distribution | None, chosen: int | None, title: str) -> None:
+        self.query_one(AlternativesTable).show(dist, chosen, title)
+        self.query_one(DistributionChart).show(dist, title)
+
+    def on_token_stream_alternative_move(self, message: TokenStream.AlternativeMove) -> None:
+        self.query_one(AlternativesTable).move_selection(message.delta)
+
+    def on_token_stream_choose(self) -> None:
+        if (cand := self.query_one(AlternativesTable).selected) is not None:
+            self.take_alternative(cand.id)
+
+    def on_alternatives_table_chosen(self, message: AlternativesTable.Chosen) -> None:
+        self.take_alternative(message.token_id)
+
+    def on_token_stream_delete_last(self) -> None:
+        if self._busy():
+            return
+        session = self.session
+        assert session is not None
+        self.run_engine(session.delete_last, "deleted the last token")
+
+    def on_params_panel_changed(self, message: ParamsPanel.Changed) -> None:
+        self.params = message.params
+        if self.session is not None:
+            self.run_engine(lambda: self.session.set_params(message.params),  # type: ignore[union-attr]
+                            "parameters applied", cursor=lambda _: self.query_one(TokenStream).cursor)
+
+    def on_prompt_pane_edited(self, message: PromptPane.Edited) -> None:
+        self.apply_prompt(message.spec)
+
+    def on_prompt_editor_leave(self) -> None:
+        self.query_one(TokenStream).focus()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self) -> None:
+        self.request_attention()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place engine failures arrive: one status line, never a crash."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        text = str(error) if isinstance(error, TokentuiError) else f"{type(error).__name__}: {error}"
+        if event.worker.group == "load":
+            text = f"the model did not load: {text}"
+        self.show_error(text)
+
+    def show_error(self, text: str) -> None:
+        self.query_one(StatusLine).error(text)
+
+    # ----- branch screen ------------------------------------------------------------------
+    async def on_branches_screen_act(self, message: BranchesScreen.Act) -> None:
+        session = self.session
+        if session is None:
+            return
+        ops = {
+            "switch": lambda: session.switch(message.branch_id),
+            "rename": lambda: session.rename(message.branch_id, message.name),
+            "delete": lambda: session.delete_branch(message.branch_id),
+        }
+        try:
+            await self.engine.call(ops[message.kind])
+        except TokentuiError as exc:
+            self.show_error(str(exc))
+            return
+        screen = self.screen
+        if message.kind == "switch" and isinstance(screen, BranchesScreen):
+            screen.dismiss(None)
+        elif isinstance(screen, BranchesScreen):
+            screen.show(await self.engine.call(session.branch_info))
+        await self.refresh_view()
+        self.query_one(StatusLine).info(f"{message.kind}: branch {message.branch_id}")
+
+    # ----- actions ----------------------------------------------------------------------
+    def _busy(self) -> bool:
+        """Say why a session action cannot run now (no model, no prompt, generating)."""
+        if not self.ready:
+            self.query_one(StatusLine).info("the model is still loading…")
+            return True
+        if self.session is None:
+            opening = any(w.group == "load" and w.is_running for w in self.workers)
+            self.query_one(StatusLine).info(
+                "preparing the prompt…" if opening else "type a prompt first (then escape)")
+            return True
+        if self.generating:
+            self.query_one(StatusLine).info("generating: escape stops")
+            return True
+        return False
+
+    def action_step(self) -> None:
+        if self._busy():
+            return
+        session = self.session
+        assert session is not None
+        self.step_once()
+
+    @work(exit_on_error=False, group="engine")
+    async def step_once(self) -> None:
+        session = self.session
+        assert session is not None
+        started = self.clock()
+        step = await self.engine.call(session.step)
+        elapsed = self.clock() - started
+        self.tokens_per_s = 1.0 / elapsed if elapsed > 0 else 0.0
+        self.post_message(StepComputed(step))
+
+    def action_generate(self) -> None:
+        if not self._busy():
+            self.run_generation()
+
+    def action_stop(self) -> None:
+        if self.generating:
+            self.engine.cancel()
+            self.query_one(StatusLine).info("stopping…")
+
+    def take_alternative(self, token_id: int) -> None:
+        """Branch at the cursor with ``token_id`` (at the next token: force it)."""
+        if self._busy():
+            return
+        session = self.session
+        assert session is not None
+        stream = self.query_one(TokenStream)
+        index = stream.cursor
+        if stream.at_next:
+            self.run_engine(lambda: session.force_token(token_id), "forced the selected token")
+            return
+        if stream.steps[index].token.id == token_id:
+            self.query_one(StatusLine).info("that token is already taken here: pick another with up/down")
+            return
+        self.run_engine(lambda: session.branch_from(index, token_id),
+                        f"new branch at position {index}", cursor=lambda _: index)
+
+    def action_force(self) -> None:
+        if self._busy():
+            return
+        session = self.session
+        assert session is not None
+
+        def done(text: str | None) -> None:
+            if text:
+                self.run_engine(lambda: session.force_text(text), f"forced {len(text)} characters",
+                                cursor=lambda steps: steps[-1].index if steps else None)
+
+        self.push_screen(ForceScreen(), done)
+
+    @work(exit_on_error=False, group="engine")
+    async def action_branches(self) -> None:
+        if self.session is None:
+            self.query_one(StatusLine).info("no branches yet: type a prompt first")
+            return
+        infos = await self.engine.call(self.session.branch_info)
+        await self.push_screen(BranchesScreen(infos))
+
+    def action_colour_mode(self) -> None:
+        mode = self.query_one(TokenStream).cycle_colour_mode()
+        self.query_one(StatusLine).info(f"colours: {mode}")
+
+    def action_layer(self, delta: int) -> None:
+        pane = self.query_one(AttentionPane)
+        pane.shift_layer(delta)
+        pane.stale = True
+        self.request_attention()
+
+    def action_head(self, delta: int) -> None:
+        self.query_one(AttentionPane).shift_head(delta)
+
+    def action_toggle_side(self) -> None:
+        self.query_one("#body").toggle_class("-show-side")
+        self.request_attention()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        lost = self.view.n_tokens_all if self.view else 0
+        if lost == 0:
+            self.exit()
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(
+            f"Quit? {self.view.branch_count if self.view else 0} branch(es) with {lost} generated "
+            "tokens are not saved.", yes="Quit", no="Stay"), done)
+
+    # ----- prompt ------------------------------------------------------------------------
+    def apply_prompt(self, spec: PromptSpec) -> None:
+        """Use a new prompt; ask first when it would discard generated tokens."""
+        if self._asking or not self.ready:
+            return
+        if self.session is None:
+            self.open_session_worker(spec)
+            return
+        lost = self.view.n_tokens_all if self.view else 0
+        if lost == 0:
+            self.run_engine(lambda: self._set_prompt(spec), "prompt applied")
+            return
+
+        def done(yes: bool | None) -> None:
+            self._asking = False
+            if yes:
+                self.run_engine(lambda: self._set_prompt(spec), "prompt applied: branches discarded")
+            else:
+                self.query_one(PromptPane).border_subtitle = "edited · not applied"
+                self.query_one(StatusLine).info("prompt kept as typed but not applied; branches kept")
+
+        self._asking = True
+        self.push_screen(ConfirmScreen(
+            f"The prompt changed. Apply it and discard {self.view.branch_count if self.view else 0} "
+            f"branch(es) with {lost} generated tokens?", yes="Discard", no="Keep"), done)
+
+    def _set_prompt(self, spec: PromptSpec) -> None:
+        assert self.session is not None
+        self.session.set_prompt(spec)
+        self.call_from_thread(self.query_one(PromptPane).commit, spec)
+
+    @work(exclusive=True, exit_on_error=False, group="load")
+    async def open_session_worker(self, spec: PromptSpec) -> None:
+        await self._open_session(spec)
+
+    def load_session_file(self, path: str) -> None:
+        """Hook for ``--session``: sessions are not available yet."""
+        self.query_one(StatusLine).info(f"sessions are not available yet: {path} was not opened")
+
+    # ----- header, attention -----------------------------------------------------------
+    def update_header(self) -> None:
+        parts = []
+        if self.view is not None:
+            parts.append(f"branch {self.view.branch_index}/{self.view.branch_count}")
+        parts.append(f"{self.tokens_per_s:.1f} tok/s")
+        parts.append(self.model_name)
+        if self.device:
+            parts.append(self.device)
+        self.sub_title = " · ".join(parts)
+
+    def watch_tokens_per_s(self) -> None:
+        self.update_header()
+
+    def watch_generating(self, generating: bool) -> None:
+        self.query_one(TokenStream).set_class(generating, "-generating")
+
+    def attention_visible(self) -> bool:
+        body = self.query_one("#body")
+        side_shown = not body.has_class("-compact") or body.has_class("-show-side")
+        return side_shown and self.query_one(TabbedContent).active == "tab-attention"
+
+    def request_attention(self) -> None:
+        """Mark the weights stale; fetch them (debounced) only if the pane is on screen."""
+        pane = self.query_one(AttentionPane)
+        if pane.has_class("-unavailable") or self.session is None:
+            return
+        pane.stale = True
+        if self.attention_visible() and not self.generating:
+            self.set_timer(ATTENTION_DEBOUNCE_S, self._fetch_if_stale, name="attention")
+
+    def _fetch_if_stale(self) -> None:
+        if self.query_one(AttentionPane).stale and self.attention_visible() and not self.generating:
+            self.fetch_attention()
+
+    def _focus_attention(self) -> None:
+        stream = self.query_one(TokenStream)
+        self.query_one(AttentionPane).focus_row = len(stream.prompt_tokens) + min(
+            stream.cursor, max(0, len(stream.steps) - 1)) if stream.steps else len(
+            stream.prompt_tokens) - 1
+
+    # ----- command palette ---------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for title, help_text, action in (
+            ("Step", "add one token (n)", self.action_step),
+            ("Generate", "generate to the end (g)", self.action_generate),
+            ("Stop", "stop generating (escape)", self.action_stop),
+            ("Branch with the selected alternative", "enter", self.on_token_stream_choose),
+            ("Delete last token", "backspace", self.on_token_stream_delete_last),
+            ("Force text", "append a text (f)", self.action_force),
+            ("Branches", "switch, rename, delete (b)", self.action_branches),
+            ("Cycle colours", "bands, probability, entropy, rank (c)", self.action_colour_mode),
+            ("Next layer", "attention (])", lambda: self.action_layer(1)),
+            ("Previous layer", "attention ([)", lambda: self.action_layer(-1)),
+            ("Next head", "attention (})", lambda: self.action_head(1)),
+            ("Previous head", "attention ({)", lambda: self.action_head(-1)),
+            ("Side panes", "show parameters/attention/chart on small terminals (v)",
+             self.action_toggle_side),
+            ("Help", "keys and panes (?)", self.action_help),
+        ):
+            yield SystemCommand(title, help_text, action)
+
+    async def action_quit(self) -> None:
+        self.action_quit_app()
+
+    def on_unmount(self) -> None:
+        self.engine.shutdown()
+
+
+def run_app(opts: Any, prompt: str | None = None, session_file: str | None = None) -> None:
+    """Build the app from the CLI's options and run it (the model loads inside the app)."""
+    from tokentui.cli import runtime
+
+    params = runtime.sampling_params(opts)
+    spec = runtime.prompt_spec(prompt or "", opts)
+
+    def factory(progress: Callable[[str, float | None], None] | None = None) -> Any:
+        return runtime.load_backend(opts, quiet=True, progress=progress)
+
+    TokenApp(factory, params=params, prompt=spec, session_file=session_file).run()

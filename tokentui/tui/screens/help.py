@@ -1,0 +1,83 @@
+"""The help screen: every key, and each pane explained in plain words."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: tuple[tuple[str, str], ...] = (
+    ("n / space", "step: add one token"),
+    ("g", "generate until the end (EOS, a stop sequence or max tokens)"),
+    ("escape", "stop generating (within one step); in the prompt editor: leave it"),
+    ("left / right", "move the token cursor (home / end: first token / next token)"),
+    ("up / down", "select an alternative for the token under the cursor"),
+    ("enter", "branch: a new branch that takes the selected alternative there"),
+    ("backspace", "delete the last token"),
+    ("f", "force a text (it is tokenised and appended)"),
+    ("b", "branch list: switch, rename, delete"),
+    ("[ / ]", "attention: previous / next layer"),
+    ("{ / }", "attention: previous / next head (and the mean of all heads)"),
+    ("c", "cycle the colours: bands, probability, entropy, rank"),
+    ("v", "small terminals: show the side panes (parameters, attention, chart)"),
+    ("tab / shift+tab", "focus the next / previous pane"),
+    ("ctrl+p", "command palette: every action by name"),
+    ("?", "this help"),
+    ("q", "quit (asks when branches would be lost)"),
+)
+
+PANES: tuple[tuple[str, str], ...] = (
+    ("Prompt", "What the model reads. With the chat template on, the text becomes a user "
+     "message (and the optional system prompt a system message). Leaving the editor applies "
+     "it; when tokens would be discarded the app asks first."),
+    ("Tokens", "The prompt's tokens (grey) and the completion, one coloured piece per token. "
+     "Bands: the probability the model gave the token it took: >70% / 50-70 / 30-50 / 10-30 / "
+     "<10%. Spaces show as ·, newlines as ⏎, special tokens by name. The reversed token is the "
+     "cursor; ▁ at the end is the next token, not generated yet."),
+    ("Alternatives", "The top 10 candidates at the cursor: rank, token, p_base (the model's own "
+     "softmax), p_final (after temperature, top-k/top-p/min-p and penalties), a bar and the raw "
+     "logit. Crossed-out rows were cut by the filters; ● marks the token taken."),
+    ("Parameters", "Sampling settings, applied as you type. A value out of range is marked "
+     "red, explained below the fields and not used."),
+    ("Attention", "How much each token (row) looks at each earlier token (column) in one layer "
+     "and head, or the mean of the heads. Two rows per character; the cursor's row is amber."),
+    ("Chart", "The distribution at the cursor (top 20) and, over the steps, the entropy (how "
+     "unsure the model was) and the surprisal of the token taken."),
+    ("Branches", "Every branch is a complete alternative continuation. The list shows where a "
+     "branch leaves its parent, the token it took there versus the parent's, and both "
+     "probabilities."),
+)
+
+
+def help_table() -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for key, what in KEYS:
+        table.add_row(Text(key), Text(what))
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys and panes; any of escape, q or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self):
+        with VerticalScroll(id="help"):
+            yield Static(Text("Keys", style="bold underline"))
+            yield Static(help_table())
+            yield Static(Text("Panes", style="bold underline"))
+            for name, text in PANES:
+                para = Text()
+                para.append(f"{name}: ", style="bold")
+                para.append(text)
+                yield Static(para, classes="help-para")
+
+    def on_mount(self) -> None:
+        self.query_one("#help").border_title = "Help"
