@@ -116,6 +116,8 @@ class Session:
         self._peeked: tuple[tuple[int, ...], Any, sampling.Processed, BackendOutput] | None = None
         self.last_attention: torch.Tensor | None = None
         """``(layers, heads, seq)`` for the newest step, when it was asked for."""
+        self.last_output: tuple[tuple[int, ...], BackendOutput] | None = None
+        """The newest step's backend output, keyed by the ids it read (for ``internals.py``)."""
         self.lock = threading.RLock()
         self.set_prompt(self.prompt, prompt_ids=prompt_ids)
 
@@ -233,7 +235,7 @@ class Session:
         return infos
 
     # ----- computing distributions -------------------------------------------------
-    def _compute(self, branch: Branch, *, attention: bool = False
+    def _compute(self, branch: Branch, *, attention: bool = False, hidden_states: bool = False
                  ) -> tuple[sampling.Processed, BackendOutput]:
         ctx = self.context_ids(branch)
         max_ctx = self.backend.capabilities.max_context
@@ -244,13 +246,14 @@ class Session:
         key = tuple(ctx)
         peeked = self._peeked
         if peeked and peeked[0] == key and peeked[1] == (self.params, id(self.constraint)) and (
-                not attention or peeked[3].attention is not None):
+                not attention or peeked[3].attention is not None) and (
+                not hidden_states or peeked[3].hidden_states is not None):
             return peeked[2], peeked[3]
         valid = None
         if self.constraint is not None:
             self.constraint.sync(branch.ids)
             valid = self.constraint.allowed_mask(self.backend.vocab_size)
-        out = self.backend.next_logits(ctx, attention=attention)
+        out = self.backend.next_logits(ctx, attention=attention, hidden_states=hidden_states)
         processed = sampling.process(out.logits, ctx, branch.ids, self.params, valid,
                                      logits_are_logprobs=out.logits_are_logprobs)
         self._peeked = (key, (self.params, id(self.constraint)), processed, out)
@@ -264,6 +267,14 @@ class Session:
                                          top_n_only=not self.backend.capabilities.full_vocab)
             return dist
 
+    def next_output(self, *, attention: bool = False, hidden_states: bool = False) -> BackendOutput:
+        """The raw backend output for the next token of the current branch.
+
+        It is kept for the next ``step`` (no extra forward when that step follows).
+        """
+        with self.lock:
+            return self._compute(self.current, attention=attention, hidden_states=hidden_states)[1]
+
     def distribution_at(self, index: int) -> Distribution:
         """The distribution the token at completion ``index`` was taken from."""
         branch = self.current
@@ -273,12 +284,13 @@ class Session:
 
     # ----- adding tokens -------------------------------------------------------------
     def step(self, *, force_id: int | None = None, how: str | None = None,
-             attention: bool = False) -> StepResult:
+             attention: bool = False, hidden_states: bool = False) -> StepResult:
         """Append one token to the current branch: chosen by the parameters, or forced."""
         with self.lock:
             branch = self.current
             t0 = time.perf_counter()
-            processed, out = self._compute(branch, attention=attention)
+            key = tuple(self.context_ids(branch))
+            processed, out = self._compute(branch, attention=attention, hidden_states=hidden_states)
             index = len(branch)
             note = None
             seed = None
@@ -304,11 +316,12 @@ class Session:
             result = StepResult(
                 index=index, token=token, p_base=p_base, p_final=p_final, logit=logit, how=how,
                 distribution=dist, seed=seed, branch_id=branch.id, finish_reason=finish,
-                note=note, elapsed_ms=(time.perf_counter() - t0) * 1000.0,
+                note=note, elapsed_ms=(time.perf_counter() - t0) * 1000.0, params=self.params,
             )
             branch.steps.append(result)
             self._peeked = None
             self.last_attention = out.attention if attention else None
+            self.last_output = (key, out)
             return result
 
     def _finish_reason(self, branch: Branch, new_id: int) -> str | None:
@@ -328,7 +341,7 @@ class Session:
 
     def generate(self, max_new_tokens: int | None = None,
                  stop_event: threading.Event | None = None,
-                 *, attention: bool = False) -> Iterator[StepResult]:
+                 *, attention: bool = False, hidden_states: bool = False) -> Iterator[StepResult]:
         """Step until EOS, a stop sequence, a finished constraint or the length limit.
 
         ``max_new_tokens`` caps the tokens added by this call (default: until the branch
@@ -343,7 +356,7 @@ class Session:
         for n in range(budget):
             if stop_event is not None and stop_event.is_set():
                 return
-            result = self.step(attention=attention)
+            result = self.step(attention=attention, hidden_states=hidden_states)
             if result.finish_reason is None and n == budget - 1:
                 result = replace(result, finish_reason="length")
                 self.current.steps[-1] = result
