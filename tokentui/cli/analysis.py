@@ -1,9 +1,299 @@
-"""Subcommands of this group are registered here."""
+"""attribute, attention and graph: which tokens drove the output and how attention flows."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from tokentui.cli import render
+from tokentui.cli.options import SharedOptions, shared_options
+from tokentui.cli.runtime import build_constraint, load_backend, parse_ids, prompt_spec, sampling_params
+from tokentui.engine.errors import ParameterError
+from tokentui.engine.results import Token
+
+PromptArg = Annotated[str, typer.Argument(help="The prompt text.", show_default=False)]
+CompletionIds = Annotated[str | None, typer.Option(
+    "--completion-ids", help="Completion token ids to analyse instead of generating, comma-separated.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Layer = Annotated[int | None, typer.Option(
+    "--layer", help="0-based layer; negative counts from the end [default: the last layer].")]
+DEFAULT_ATTRIBUTE_TOKENS = 16
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's subcommands to the app."""
+    app.command("attribute")(attribute)
+    app.command("attention")(attention)
+    app.command("graph")(graph)
+
+
+# ----- building sessions --------------------------------------------------------------------
+def session_over(backend: Any, text: str, opts: SharedOptions, completion_ids: Sequence[int]) -> Any:
+    """A session on an already loaded backend, with the given completion forced."""
+    from tokentui.engine.session import Session
+
+    session = Session(backend, prompt_spec(text, opts), params=sampling_params(opts))
+    constraint = build_constraint(opts, backend)
+    if constraint is not None:
+        session.set_constraint(constraint)
+    for token_id in completion_ids:
+        session.force_token(token_id)
+    return session
+
+
+def complete(session: Any, completion_ids: Sequence[int], max_new: int | None) -> None:
+    """Generate ``max_new`` tokens unless the completion was given."""
+    if not completion_ids and max_new:
+        for _ in session.generate(max_new_tokens=max_new):
+            pass
+
+
+def llm_id(backend: Any) -> str:
+    loaded = getattr(backend, "loaded", None)
+    return loaded.name if loaded is not None else backend.capabilities.name
+
+
+@contextlib.contextmanager
+def row_progress(description: str, quiet: bool = False) -> Iterator[Any]:
+    """A transient rich progress bar on stderr (nothing when stderr is not a terminal)."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+# ----- heatmaps -----------------------------------------------------------------------------
+def shade(value: float) -> str:
+    """Dark blue (0) to yellow (1)."""
+    v = min(1.0, max(0.0, value))
+    r, g, b = int(20 + 235 * v), int(30 + 190 * v), int(90 - 70 * v)
+    return f"rgb({r},{g},{b})"
+
+
+def short(token: Token, width: int = 6) -> Text:
+    return Text(render.visible(token.text)[:width], style="bold magenta" if token.special else "")
+
+
+def heatmap(title: str, row_labels: Sequence[Token], col_labels: Sequence[Token],
+            values: Sequence[Sequence[float | None]], *, numbers: bool) -> Table:
+    """Rows x columns of shaded cells (None: not applicable); numbers when there is room."""
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
+                  padding=(0, 0), collapse_padding=True)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("token", no_wrap=True)
+    for j, tok in enumerate(col_labels):
+        header = short(tok, 4) if numbers else Text(str(j % 100), style="dim")
+        table.add_column(header, justify="center", no_wrap=True, min_width=4 if numbers else 2)
+    for i, (tok, row) in enumerate(zip(row_labels, values, strict=True)):
+        cells: list[Text] = []
+        for v in row:
+            if v is None:
+                cells.append(Text(" · " if numbers else "  ", style="dim"))
+            elif numbers:
+                fg = "black" if v > 0.5 else "white"
+                cells.append(Text(f"{v:.2f}"[1:] if v < 1 else "1.0", style=f"{fg} on {shade(v)}"))
+            else:
+                cells.append(Text("  ", style=f"on {shade(v)}"))
+        table.add_row(str(i), short(tok, 12), *cells)
+    return table
+
+
+# ----- attribute ------------------------------------------------------------------------------
+@shared_options("model", "prompt", "sampling", "constraint")
+def attribute(
+    prompt: Annotated[str | None, typer.Argument(
+        help="The prompt text (omit with --batch).", show_default=False)] = None,
+    completion_ids: CompletionIds = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="saliency, input_x_gradient, integrated_gradients, gradient_shap, "
+        "layer_deeplift, attention_last, attention_mean or attention_rollout.")] = "saliency",
+    aggregate: Annotated[str, typer.Option(
+        "--aggregate", help="Per-token reduction of gradient scores: l2 (norm) or sum (signed).")] = "l2",
+    steps: Annotated[int, typer.Option(
+        "--steps", help="Integration steps (integrated_gradients) or samples (gradient_shap).")] = 16,
+    baseline: Annotated[str, typer.Option(
+        "--baseline", help="Baseline token: pad, eos, unk or a token id.")] = "pad",
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", help="Forward rows per pass (output tokens x steps).", min=1)] = 16,
+    as_json: AsJson = False,
+    batch: Annotated[Path | None, typer.Option(
+        "--batch", help="A file of prompts, one a line: writes one JSON per prompt to --out.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for the --batch JSON files.")] = None,
+    *,
+    opts: SharedOptions,
+) -> None:
+    """Which earlier tokens drove each output token: the association matrix of PROMPT.
+
+    Without --completion-ids it generates --max-new-tokens tokens (16 unless given) first.
+    """
+    from tokentui.engine.attribution import AttributionConfig
+
+    config = AttributionConfig(method=method, aggregation=aggregate, n_steps=steps,
+                               baseline=int(baseline) if baseline.isdigit() else baseline,
+                               batch_size=batch_size)
+    ids = parse_ids(completion_ids)
+    max_new = opts.max_new_tokens or DEFAULT_ATTRIBUTE_TOKENS
+    if batch is not None:
+        if out is None:
+            raise ParameterError("--batch needs --out DIR for the JSON files")
+        if prompt is not None or ids:
+            raise ParameterError("--batch reads the prompts from the file: drop PROMPT and --completion-ids")
+        run_batch(batch, out, opts, config, max_new)
+        return
+    if prompt is None:
+        raise ParameterError("give a PROMPT (or --batch FILE --out DIR)")
+    backend = load_backend(opts)
+    session = session_over(backend, prompt, opts, ids)
+    complete(session, ids, max_new)
+    with row_progress(f"attributing ({method})") as progress:
+        data = association_json(session, prompt, config, progress)
+    if as_json:
+        render.print_json(data)
+        return
+    render.console().print(attribution_table(session, data))
+
+
+def association_json(session: Any, prompt: str, config: Any, progress: Any = None) -> dict[str, Any]:
+    from tokentui.engine.attribution import association_matrix
+
+    matrix = association_matrix(session.backend, session.context_ids(), len(session.prompt_ids),
+                                config, progress=progress)
+    return matrix.to_json(llm_id=llm_id(session.backend), prompt=prompt,
+                          generation_params=session.params.to_json())
+
+
+def attribution_table(session: Any, data: dict[str, Any]) -> Table:
+    """Context tokens down, output tokens across: each column is one output token's row."""
+    tokens = session.prompt_tokens + [s.token for s in session.current.steps]
+    outputs = tokens[len(session.prompt_ids):]
+    lengths = data["metadata"]["attribution"]["row_lengths"]
+    norm = data["data"]["normalized_association"]
+    values = [[norm[i][j] if j < lengths[i] else None for i in range(len(outputs))]
+              for j in range(len(tokens) - 1)]
+    meta = data["metadata"]["attribution"]
+    table = heatmap(f"{meta['method']} ({meta['aggregation']})", tokens[:-1], outputs, values,
+                    numbers=len(outputs) <= 16)
+    table.caption = "rows: context tokens · columns: output tokens · shade: |score| / column max" + (
+        f"\nnote: {meta['note']}" if meta.get("note") else "")
+    table.caption_justify = "left"
+    return table
+
+
+def run_batch(path: Path, out: Path, opts: SharedOptions, config: Any, max_new: int) -> None:
+    """One JSON per prompt line, written as ``out/0001.json`` ..., with a progress bar."""
+    if not path.is_file():
+        raise ParameterError(f"no such file: {path}")
+    prompts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise ParameterError(f"{path} has no prompts (one a line)")
+    out.mkdir(parents=True, exist_ok=True)
+    backend = load_backend(opts)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True),
+                  disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"{config.method}", total=len(prompts))
+        for n, text in enumerate(prompts, start=1):
+            session = session_over(backend, text, opts, [])
+            complete(session, [], max_new)
+            target = out / f"{n:04d}.json"
+            write_json(target, association_json(session, text, config))
+            bar.advance(task)
+    typer.echo(f"wrote {len(prompts)} files to {out}", err=True)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    import json
+
+    path.write_text(json.dumps(data, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ----- attention and graph -------------------------------------------------------------------
+def sequence(prompt: str, opts: SharedOptions, completion_ids: str | None) -> Any:
+    """Prompt + the given completion (+ ``-n`` generated tokens when asked)."""
+    ids = parse_ids(completion_ids)
+    backend = load_backend(opts)
+    session = session_over(backend, prompt, opts, ids)
+    complete(session, ids, opts.max_new_tokens)
+    return session
+
+
+@shared_options("model", "prompt", "sampling", "constraint")
+def attention(
+    prompt: PromptArg,
+    completion_ids: CompletionIds = None,
+    layer: Layer = -1,
+    head: Annotated[int | None, typer.Option("--head", help="0-based head [default: the head mean].")] = None,
+    mean: Annotated[bool, typer.Option("--mean", help="Average the heads (the default).")] = False,
+    as_json: AsJson = False,
+    *,
+    opts: SharedOptions,
+) -> None:
+    """The attention matrix of PROMPT (+ completion) for one layer: rows attend to columns."""
+    from tokentui.engine.attention import attention_matrix
+
+    if head is not None and mean:
+        raise ParameterError("give --head H or --mean, not both")
+    session = sequence(prompt, opts, completion_ids)
+    matrix = attention_matrix(session.backend, session.context_ids(),
+                              layer=-1 if layer is None else layer, head=head)
+    if as_json:
+        render.print_json({**matrix.to_json(), "prompt": prompt, "llm_id": llm_id(session.backend),
+                           "n_prompt_tokens": len(session.prompt_ids)})
+        return
+    n = len(matrix.tokens)
+    values = [[row[j] / max(max(row[:i + 1]), 1e-12) if j <= i else None for j in range(n)]
+              for i, row in enumerate(matrix.weights)]
+    table = heatmap(f"attention · {matrix.description}", matrix.tokens, matrix.tokens, values,
+                    numbers=n <= 16)
+    table.caption = f"{n} tokens · rows (queries) attend to columns (keys) · shade: weight / row max"
+    table.caption_justify = "left"
+    render.console().print(table)
+
+
+@shared_options("model", "prompt", "sampling", "constraint")
+def graph(
+    prompt: PromptArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
+    completion_ids: CompletionIds = None,
+    layer: Layer = None,
+    all_layers: Annotated[bool, typer.Option("--all-layers", help="Draw every layer's edges.")] = False,
+    head: Annotated[int | None, typer.Option("--head", help="One head [default: the head mean].")] = None,
+    threshold: Annotated[float, typer.Option(
+        "--threshold", help="Draw edges with attention at or above this weight (0..1).")] = 0.1,
+    color_by: Annotated[str | None, typer.Option(
+        "--color-by", help="layer or weight [default: layer with --all-layers, else weight].")] = None,
+    *,
+    opts: SharedOptions,
+) -> None:
+    """The 3D attention graph of PROMPT as one self-contained HTML file (works offline)."""
+    from tokentui.engine.attention import full_attention
+    from tokentui.export.graph3d import export_graph
+
+    if layer is not None and all_layers:
+        raise ParameterError("give --layer L or --all-layers, not both")
+    session = sequence(prompt, opts, completion_ids)
+    ids = session.context_ids()
+    att = full_attention(session.backend, ids)
+    tokens = session.tokens.tokens(ids)
+    where = "all layers" if all_layers else f"layer {(-1 if layer is None else layer) % att.shape[0]}"
+    path = export_graph(tokens, att, output, layer=-1 if layer is None else layer, all_layers=all_layers,
+                        head=head, threshold=threshold,
+                        color_by=color_by or ("layer" if all_layers else "weight"),
+                        title=f"{llm_id(session.backend)} · {where} · threshold {threshold}")
+    typer.echo(f"wrote {path} ({len(tokens)} tokens, {where})", err=True)
