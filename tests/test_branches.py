@@ -34,8 +34,8 @@ def test_branch_regenerates_exactly_like_a_fresh_run(request, params, which):
     session.branch_from(k, alternative)
     continued = [s.token.id for s in session.generate(5)]
     prefix = [s.token.id for s in original[:k]]
-    assert session.current.ids == prefix + [alternative] + continued
-    assert continued == fresh_run(backend, params, prefix + [alternative], 5)
+    assert session.current.ids == [*prefix, alternative, *continued]
+    assert continued == fresh_run(backend, params, [*prefix, alternative], 5)
     assert len(session.branches) == 2
     assert session.branches[0].ids == [s.token.id for s in original]
 

@@ -84,3 +84,10 @@ def test_bad_input_is_one_line_and_exit_code_2(args, needle):
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
+
+
+def test_json_output_never_writes_infinity(capsys):
+    from tokentui.cli.render import print_json
+
+    print_json({"logit": float("-inf"), "rows": [1.0, float("nan")]})
+    assert json.loads(capsys.readouterr().out) == {"logit": None, "rows": [1.0, None]}

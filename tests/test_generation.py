@@ -35,7 +35,7 @@ def test_probabilities_of_each_step_match_a_fresh_forward(bundled, real_backend)
         p = torch.softmax(logits.float(), -1)
         assert step.p_base == pytest.approx(p[step.token.id].item(), abs=5e-5)
         assert step.candidates[0].id == int(p.argmax())
-        ids = ids + [step.token.id]
+        ids = [*ids, step.token.id]
 
 
 def test_eos_stops_unless_ignored(tiny_backend):

@@ -35,7 +35,7 @@ def test_missing_files_are_clear_errors(spec, needle):
 
 
 def test_folder_without_config_is_rejected(tmp_path):
-    with pytest.raises(ModelLoadError, match="config.json"):
+    with pytest.raises(ModelLoadError, match=r"config\.json"):
         models.resolve(str(tmp_path))
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
+from tokentui.engine.errors import SessionError
 from tokentui.engine.worker import EngineWorker
 
 
@@ -44,12 +47,8 @@ async def test_cancel_mid_generation_keeps_the_branch_consistent(tiny_session):
 
 async def test_errors_reach_the_awaiting_side(tiny_session):
     worker = EngineWorker()
-    try:
+    with pytest.raises(SessionError, match="nothing to delete"):
         await worker.call(tiny_session.delete_last)
-    except Exception as exc:  # noqa: BLE001
-        assert "nothing to delete" in str(exc)
-    else:
-        raise AssertionError("expected an error")
     worker.shutdown()
 
 

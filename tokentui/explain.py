@@ -39,11 +39,12 @@ EXPLANATIONS: dict[str, Explanation] = {
     ),
     "token_stream": Explanation(
         title="Token stream",
-        shows="The completion so far, one box per token, coloured by how likely the model found "
-              "the token it took.",
-        read="A token is often a piece of a word, with its leading space (shown as ·). A pale token "
-             "was a surprise to the model: it had low probability. Select a token to see the "
-             "alternatives it was chosen from, or press i to look inside the model at that token.",
+        shows="The prompt (grey) and the completion so far, one piece per token, each coloured by "
+              "how likely the model found the token it took.",
+        read="A token is often a piece of a word, with its leading space (shown as ·). In the "
+             "default colours green means the model gave the token it took more than 70%, red less "
+             "than 10%: a surprise (c changes what the colours mean). Move the cursor to a token to "
+             "see the alternatives it was chosen from, or press i to look inside the model there.",
         formula="surprise = -log2 p(token | everything before it)   (bits)",
     ),
     "alternatives": Explanation(
@@ -77,16 +78,19 @@ EXPLANATIONS: dict[str, Explanation] = {
     ),
     "charts": Explanation(
         title="Charts",
-        shows="For every step of the branch: the probability of the chosen token and the entropy "
-              "of the distribution it came from.",
+        shows="Top: the distribution at the cursor (the 20 most likely tokens, after the sampling "
+              "settings). Bottom: for every step of the branch, the entropy of the distribution and "
+              "the surprisal of the token that was taken, both in bits.",
         read="Entropy is the model's uncertainty in bits: 0 means it was sure of one token, 1 bit "
-             "is like a fair coin between two, n bits like 2^n equally likely tokens. A spike "
-             "marks a place where the text could easily have gone another way.",
+             "is like a fair coin between two, n bits like 2^n equally likely tokens. Surprisal is "
+             "-log2 of the taken token's probability: 1 bit for p = 0.5, about 3.3 bits for p = 0.1. "
+             "A spike marks a place where the text could easily have gone another way.",
         formula="H = -sum_i p_i log2 p_i   (bits)",
     ),
     "status": Explanation(
         title="Status",
-        shows="The loaded model, where it runs, the sequence length and the time the last step took.",
+        shows="The bottom line says what just happened (or one line about an error); the header "
+              "shows the branch, the speed in tokens per second, the model and where it runs.",
         read="One step is one forward pass through the model for one new token; cached keys and "
              "values of earlier tokens are reused, so a step does not get much slower as the text "
              "grows.",
@@ -110,7 +114,9 @@ EXPLANATIONS: dict[str, Explanation] = {
               "most similar direction.",
         read="The first step of the model is a table lookup: id in, vector out. Training places "
              "tokens used in similar ways near each other, so the nearest neighbours often share "
-             "meaning, spelling or grammar. A cosine of 1 means the same direction, 0 unrelated.",
+             "meaning, spelling or grammar. A cosine of 1 means the same direction, 0 perpendicular "
+             "(nothing in common), -1 opposite. The chart shows the numbers one bar per dimension "
+             "(or, for long vectors, the largest value of each group of dimensions).",
         formula="x_0 = W_E[id];   cos(a, b) = a · b / (|a| |b|)",
     ),
     "inside_position": Explanation(
@@ -121,9 +127,10 @@ EXPLANATIONS: dict[str, Explanation] = {
               "rotated by an angle that grows with the position, at a different speed for each "
               "pair of dimensions.",
         read="With rotary embeddings the dot product of a query and a key depends only on how far "
-             "apart the two tokens are. Fast pairs (first rows) turn a lot per token and tell "
-             "near neighbours apart; slow pairs (last rows) barely turn and carry long-range "
-             "position. The cos and sin shown are the model's own numbers for this position.",
+             "apart the two tokens are. Fast pairs (small j, left of the chart) turn a lot per "
+             "token and tell near neighbours apart; slow pairs (large j, right) barely turn and "
+             "carry long-range position. The cos and sin shown are the model's own numbers for "
+             "this position, cos(i theta_j) and sin(i theta_j) for each pair j.",
         formula="theta_j = base^(-2j/d);  (x_j, x_j+d/2) -> (x_j cos(i theta_j) - x_j+d/2 sin(i theta_j), "
                 "x_j+d/2 cos(i theta_j) + x_j sin(i theta_j))",
     ),
@@ -134,18 +141,21 @@ EXPLANATIONS: dict[str, Explanation] = {
               "layer by layer.",
         read="Read from the top (first layer) down: the guess usually starts vague or generic and "
              "settles on the answer in the later layers. The last row is exactly the model's real "
-             "next-token distribution. 'rank of actual' shows when the token that really follows "
-             "reaches the top. Early layers were not trained to be read this way, so treat them "
-             "as a rough view.",
+             "next-token distribution (p_base, before the sampling settings). The token that really "
+             "follows is marked green wherever it appears, and the 'actual' column gives its rank and "
+             "probability in every layer. Early layers were not trained to be read this way, so "
+             "treat them as a rough view.",
         formula="p_l = softmax(W_U · norm(h_l)),  h_l = the residual stream after layer l",
     ),
     "inside_attention": Explanation(
         title="Attention by layer",
-        shows="For this position, each layer's attention to the earlier tokens averaged over the "
-              "heads, and each head's entropy.",
-        read="A head with entropy near 0 looks at one token; a head near log2(i+1) spreads its "
-             "attention evenly over all i+1 tokens. Many heads put most weight on the very first "
-             "token when they have nothing specific to look at (an 'attention sink').",
+        shows="For this position, one row per layer: the attention to each earlier token (and "
+              "itself) averaged over the heads, brighter = more; on the right, the heads' entropy "
+              "averaged over the heads.",
+        read="Each row sums to 1. A head with entropy near 0 looks at one token; a head near "
+             "log2(i+1) spreads its attention evenly over all i+1 tokens. Many heads put most weight "
+             "on the very first token when they have nothing specific to look at (an 'attention "
+             "sink'). Long sequences show position 0, then the most recent positions.",
         formula="mean_j = (1/H) sum_h a_hij;   H_h = -sum_j a_hij log2 a_hij",
     ),
     "inside_temperature": Explanation(
@@ -156,7 +166,8 @@ EXPLANATIONS: dict[str, Explanation] = {
         read="Dividing the logits by T below 1 sharpens the distribution towards the favourite; "
              "above 1 flattens it so unlikely tokens get more chances. The order of the tokens "
              "never changes, only how far apart their probabilities are. The filters then cut the "
-             "tail before the draw.",
+             "tail before the draw: an x on the red line (the current T) marks the smallest "
+             "probability each active filter keeps. Greedy decoding ignores T and takes the top token.",
         formula="p_i = exp(z_i / T) / sum_j exp(z_j / T)",
     ),
 }

@@ -444,11 +444,12 @@ async def test_command_palette_lists_every_action(make_app):
             assert needed in titles
 
 
-async def test_session_file_hook_says_not_yet(make_app):
+async def test_a_missing_session_file_is_one_line(make_app):
+    """``--session`` with no such file: one error line; the prompt's session stays usable."""
     app = make_app(session_file="saved.json")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        assert "sessions are not available yet: saved.json" in status_text(app)
+        assert "session not opened: no such session file: saved.json" in status_text(app)
         assert app.session is not None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -33,8 +34,19 @@ def token_cell(token: Token) -> Text:
     return Text(visible(token.text), style="bold magenta" if token.special else "")
 
 
+def _finite(data: Any) -> Any:
+    """JSON has no Infinity/NaN: a logit of -inf (a forced token outside a server's top N) becomes null."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(_finite(data), ensure_ascii=False, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

@@ -69,13 +69,17 @@ def next_token(
             "entropy_final": dist.entropy_final,
             "n_kept": dist.n_kept,
             "n_valid": dist.n_valid,
+            "top_n_only": dist.top_n_only,
+            "other_mass": dist.other_mass,
             "params": session.params.to_json(),
         })
         return
     out = render.console()
     out.print(render.candidates_table(
         dist.candidates, f"next token · entropy {dist.entropy:.2f} bits · "
-        f"{dist.n_kept} kept of {dist.vocab_size}"))
+        f"{dist.n_kept} kept"
+        + (f", {dist.n_valid} valid" if dist.n_valid != dist.vocab_size else "")
+        + f" of {dist.vocab_size}"))
 
 
 @shared_options("model", "prompt", "sampling", "constraint")

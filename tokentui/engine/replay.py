@@ -1,7 +1,7 @@
 """Replaying a session file with a model: every branch rebuilt, every recorded number checked.
 
 Forced and alternative tokens are forced again; greedy and sampled tokens are chosen again
-by the pipeline with the recorded parameters and seed (a sampled draw is keyed by seed and
+by the pipeline with each step's recorded parameters and seed (a sampled draw is keyed by seed and
 position, so the same settings pick the same token). A check compares the chosen token, its
 ``p_base`` and ``p_final`` and every recorded top-N candidate's probabilities, and reports
 the first difference per branch: a prompt's behaviour becomes a regression test.
@@ -193,14 +193,19 @@ def replay(
 
 
 def _replay_step(session: Any, sf: SessionFile, want: StepResult) -> StepResult:
-    """One step chosen the way the recorded one was."""
+    """One step chosen the way the recorded one was, with the parameters it was computed with.
+
+    Each step carries its own parameters (the user may change them mid-session); steps from
+    files that predate that fall back to the file's parameters.
+    """
+    recorded = want.params if want.params is not None else sf.params
     if want.how in ("forced", "alternative"):
-        session.params = sf.params
+        session.params = recorded
         return session.step(force_id=want.token.id, how=want.how)
     if want.how == "greedy":
-        params = sf.params if sf.params.is_greedy else sf.params.with_changes(greedy=True)
+        params = recorded if recorded.is_greedy else recorded.with_changes(greedy=True)
     else:
-        params = sf.params.with_changes(seed=want.seed, greedy=False)
+        params = recorded.with_changes(seed=want.seed, greedy=False)
         if params.temperature == 0:
             raise SessionError(f"position {want.index} was sampled but the recorded temperature is 0")
     session.params = params

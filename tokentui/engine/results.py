@@ -7,7 +7,10 @@ keeps a flat memory profile and every result serialises with ``to_json()``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # sampling imports this module; the annotation is enough here
+    from tokentui.engine.sampling import SamplingParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,9 @@ class StepResult:
         default=None, compare=False
     )
     """Optional: per layer, per head, the new token's attention over the sequence."""
+    params: SamplingParams | None = field(default=None, compare=False, repr=False)
+    """The parameters this step was computed with (the session's own object, shared by every
+    step taken under it, never copied): ``replay`` needs them when they changed mid-session."""
 
     @property
     def entropy(self) -> float:

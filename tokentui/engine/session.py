@@ -18,6 +18,7 @@ import torch
 
 from tokentui.engine import sampling
 from tokentui.engine.backends.base import Backend, BackendOutput
+from tokentui.engine.chat import turn_start
 from tokentui.engine.errors import ConstraintError, ContextOverflowError, SessionError
 from tokentui.engine.prompts import PromptSpec, TokenTable, decode, encode_prompt, encode_text
 from tokentui.engine.results import Distribution, StepResult, Token
@@ -345,14 +346,15 @@ class Session:
         """Step until EOS, a stop sequence, a finished constraint or the length limit.
 
         ``max_new_tokens`` caps the tokens added by this call (default: until the branch
-        holds ``params.max_new_tokens``). ``stop_event`` is checked between forward passes,
+        holds ``params.max_new_tokens``,
+        counted from the newest chat turn: ``chat.py``). ``stop_event`` is checked between forward passes,
         so a cancel leaves the branch consistent.
         """
         branch = self.current
         if branch.finish_reason in FINAL_REASONS:
             return
-        budget = (max_new_tokens if max_new_tokens is not None
-                  else max(0, self.params.max_new_tokens - len(branch)))
+        budget = (max_new_tokens if max_new_tokens is not None  # a chat turn counts on its own
+                  else max(0, self.params.max_new_tokens - (len(branch) - turn_start(branch.steps))))
         for n in range(budget):
             if stop_event is not None and stop_event.is_set():
                 return

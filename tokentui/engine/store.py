@@ -19,7 +19,9 @@ A branch's first ``inherit`` steps are its parent's first ``inherit`` steps (sto
 in the parent); ``steps`` holds the rest. ``ids`` is the whole branch, for readers and as
 an integrity check. A step is ``{"i", "id", "text", "special", "how", "seed", "p_base",
 "p_final", "logit", "finish", "note", "ms", "dist": Distribution.to_json()}``; a sampled
-step's draw is ``draw_uniform(seed, i)``.
+step's draw is ``draw_uniform(seed, i)``. A step computed with other parameters than the
+file's ``params`` (changed mid-session) adds ``"pi": k``, an index into the file-level list
+``"step_params": [SamplingParams.to_json()]``; readers that do not know it still work.
 """
 
 from __future__ import annotations
@@ -118,7 +120,9 @@ class SessionFile:
         return sum(len(b.steps) - b.inherit for b in self.branches)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        table = _ParamsTable(self.params)
+        branches = [_branch_json(b, table) for b in self.branches]
+        out = {
             "format": FORMAT,
             "version": VERSION,
             "saved_at": self.saved_at,
@@ -133,8 +137,29 @@ class SessionFile:
             "constraint": dict(self.constraint) if self.constraint else None,
             "current": self.current,
             "next_id": self.next_id,
-            "branches": [_branch_json(b) for b in self.branches],
+            "branches": branches,
         }
+        if table.entries:
+            out["step_params"] = [p.to_json() for p in table.entries]
+        return out
+
+
+class _ParamsTable:
+    """The distinct per-step parameters that differ from the file's own, each written once."""
+
+    def __init__(self, default: SamplingParams) -> None:
+        self.default = default
+        self.entries: list[SamplingParams] = []
+        self._index: dict[SamplingParams, int] = {}
+
+    def ref(self, params: SamplingParams | None) -> int | None:
+        if params is None or params is self.default or params == self.default:
+            return None
+        k = self._index.get(params)
+        if k is None:
+            k = self._index[params] = len(self.entries)
+            self.entries.append(params)
+        return k
 
 
 def _app_version() -> str:
@@ -143,16 +168,20 @@ def _app_version() -> str:
     return str(__version__)
 
 
-def _step_json(s: StepResult) -> dict[str, Any]:
-    return {"i": s.index, "id": s.token.id, "text": s.token.text, "special": s.token.special,
-            "how": s.how, "seed": s.seed, "p_base": s.p_base, "p_final": s.p_final,
-            "logit": s.logit, "finish": s.finish_reason, "note": s.note,
-            "ms": s.elapsed_ms, "dist": s.distribution.to_json()}
+def _step_json(s: StepResult, table: _ParamsTable | None = None) -> dict[str, Any]:
+    out = {"i": s.index, "id": s.token.id, "text": s.token.text, "special": s.token.special,
+           "how": s.how, "seed": s.seed, "p_base": s.p_base, "p_final": s.p_final,
+           "logit": s.logit, "finish": s.finish_reason, "note": s.note,
+           "ms": s.elapsed_ms, "dist": s.distribution.to_json()}
+    k = table.ref(s.params) if table is not None else None
+    if k is not None:
+        out["pi"] = k
+    return out
 
 
-def _branch_json(b: BranchRecord) -> dict[str, Any]:
+def _branch_json(b: BranchRecord, table: _ParamsTable | None = None) -> dict[str, Any]:
     return {"id": b.id, "name": b.name, "parent": b.parent, "fork_at": b.fork_at, "ids": b.ids,
-            "inherit": b.inherit, "steps": [_step_json(s) for s in b.steps[b.inherit:]]}
+            "inherit": b.inherit, "steps": [_step_json(s, table) for s in b.steps[b.inherit:]]}
 
 
 # ----- from a live session ----------------------------------------------------------------
@@ -372,6 +401,7 @@ def _parse_v1(data: dict[str, Any]) -> SessionFile:
                         chat_template=bool(pr.get("chat_template", True)))
     prompt_ids = tuple(_int(i) for i in data["prompt_ids"])
     params = SamplingParams.from_json(data["params"])
+    step_params = [SamplingParams.from_json(p) for p in data.get("step_params") or []]
     by_id: dict[int, BranchRecord] = {}
     branches = []
     for bj in data["branches"]:
@@ -385,7 +415,7 @@ def _parse_v1(data: dict[str, Any]) -> SessionFile:
             if inherit > len(by_id[parent].steps):
                 raise SessionFileError(f"branch {bid} inherits more steps than its parent has")
             inherited = tuple(by_id[parent].steps[:inherit])
-        own = tuple(_step(s, bid) for s in bj["steps"])
+        own = tuple(_step(s, bid, params, step_params) for s in bj["steps"])
         steps = inherited + own
         for i, s in enumerate(steps):
             if s.index != i:
@@ -441,8 +471,16 @@ def _float(x: Any) -> float:
 HOWS = frozenset({"greedy", "sampled", "forced", "alternative"})
 
 
-def _step(s: dict[str, Any], branch_id: int) -> StepResult:
+def _step(s: dict[str, Any], branch_id: int, params: SamplingParams | None = None,
+          step_params: list[SamplingParams] | None = None) -> StepResult:
+    """One recorded step; its parameters are shared objects (the file's, or ``step_params[pi]``)."""
     how = _str(s["how"])
+    pi = s.get("pi")
+    if pi is not None:
+        pi = _int(pi)
+        if not step_params or not 0 <= pi < len(step_params):
+            raise SessionFileError(f"step {s.get('i')} of branch {branch_id} names missing parameters {pi}")
+        params = step_params[pi]
     if how not in HOWS:
         raise SessionFileError(f"unknown step kind {how!r}")
     seed = s.get("seed")
@@ -464,6 +502,7 @@ def _step(s: dict[str, Any], branch_id: int) -> StepResult:
         p_base=_float(s["p_base"]), p_final=_float(s["p_final"]), logit=_float(s["logit"]), how=how,
         distribution=dist, seed=None if seed is None else _int(seed), branch_id=branch_id,
         finish_reason=s.get("finish"), note=s.get("note"), elapsed_ms=_float(s.get("ms", 0.0)),
+        params=params,
     )
 
 

@@ -29,14 +29,19 @@ from tokentui.engine.results import Distribution, StepResult, Token
 from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
 from tokentui.engine.worker import EngineWorker
+from tokentui.tui.attribution_view import AttributionMixin
 from tokentui.tui.messages import ModelLoaded, ModelLoading, RunFinished, StepComputed
 from tokentui.tui.screens.branches import BranchesScreen
 from tokentui.tui.screens.confirm import ConfirmScreen
+from tokentui.tui.screens.explain import ExplainScreen
 from tokentui.tui.screens.force import ForceScreen
 from tokentui.tui.screens.help import HelpScreen
+from tokentui.tui.screens.inside import InsideScreen
+from tokentui.tui.sessions import SessionsMixin
 from tokentui.tui.widgets.alternatives import AlternativesTable
 from tokentui.tui.widgets.attention import AttentionPane
 from tokentui.tui.widgets.charts import Charts, DistributionChart, EntropyChart
+from tokentui.tui.widgets.constraint_panel import ConstraintPanel, constraint_source, step_status
 from tokentui.tui.widgets.params import ParamsPanel
 from tokentui.tui.widgets.prompt import PromptPane
 from tokentui.tui.widgets.status import StatusLine
@@ -65,7 +70,7 @@ class View:
     """Completion tokens over every branch (what quitting would lose)."""
 
 
-class TokenApp(App[None]):
+class TokenApp(AttributionMixin, SessionsMixin, App[None]):
     """Watch a model generate one token at a time; branch, force, delete, inspect."""
 
     CSS_PATH = "app.tcss"
@@ -84,6 +89,19 @@ class TokenApp(App[None]):
         Binding("left_curly_bracket", "head(-1)", "Head-", show=False),
         Binding("right_curly_bracket", "head(1)", "Head+", show=False),
         Binding("v", "toggle_side", "Side panes", show=False),
+        Binding("i", "inside", "Inside"),
+        Binding("f1", "explain", "Explain"),
+        Binding("ctrl+s", "save_session", "Save", show=False),
+        Binding("ctrl+o", "model", "Model", show=False),
+        Binding("ctrl+r", "reset", "Reset", show=False),
+        Binding("ctrl+l", "model_off", "Model off", show=False),
+        Binding("m", "chat", "Chat", show=False),
+        Binding("C", "compare", "Compare", show=False),
+        Binding("x", "next_critical", "Critical"),
+        Binding("X", "explore", "Explore", show=False),
+        Binding("a", "attribute", "Attribute"),
+        Binding("A", "attribution_method", "Method", show=False),
+        Binding("e", "export_graph", "Graph", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit_app", "Quit"),
     ]
@@ -97,7 +115,8 @@ class TokenApp(App[None]):
 
     def __init__(self, backend_factory: BackendFactory, *, params: SamplingParams | None = None,
                  prompt: PromptSpec | str | None = None, session_file: str | None = None,
-                 top_n: int = 20, clock: Callable[[], float] = time.perf_counter) -> None:
+                 top_n: int = 20, clock: Callable[[], float] = time.perf_counter,
+                 constraint: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.backend_factory = backend_factory
         self.params = params or SamplingParams()
@@ -105,6 +124,8 @@ class TokenApp(App[None]):
         self.initial_prompt = spec
         self.session_file = session_file
         self.top_n = top_n
+        self.initial_constraint = constraint
+        """``(kind, source)`` from the CLI's constraint flags: put in force once a session opens."""
         self.clock = clock
         """Seconds for tokens/s (injectable so snapshots do not depend on timing)."""
         self.engine = EngineWorker()
@@ -133,6 +154,8 @@ class TokenApp(App[None]):
                     yield AttentionPane(id="attention")
                 with TabPane("Chart", id="tab-chart"):
                     yield Charts(id="charts")
+                with TabPane("Constraint", id="tab-constraint"):
+                    yield ConstraintPanel(self.initial_constraint, id="constraint")
         yield StatusLine(id="status")
         yield Footer()
 
@@ -204,6 +227,7 @@ class TokenApp(App[None]):
         await self.refresh_view()
         self.query_one(StatusLine).info(
             f"ready: {len(self.session.prompt_ids)} prompt tokens · n: step · g: generate · ?: help")
+        self.query_one(ConstraintPanel).attach()
 
     async def refresh_view(self, cursor: int | None = None) -> None:
         """Re-read the current branch and redraw every pane from it."""
@@ -245,7 +269,7 @@ class TokenApp(App[None]):
     @work(exclusive=True, exit_on_error=False, group="peek")
     async def show_next_distribution(self) -> None:
         session = self.session
-        if session is None:
+        if session is None or self.model_off:
             return
         dist = await self.engine.call(session.peek)
         stream = self.query_one(TokenStream)
@@ -293,6 +317,8 @@ class TokenApp(App[None]):
             self.query_one(EntropyChart).show(self.query_one(TokenStream).steps)
         if not self.generating:
             self.request_attention()
+        if (line := step_status(message.step)) is not None:
+            self.query_one(StatusLine).info(line)
 
     async def on_run_finished(self, message: RunFinished) -> None:
         if message.seconds > 0 and message.tokens:
@@ -314,7 +340,10 @@ class TokenApp(App[None]):
         self._focus_attention()
 
     def _show_distribution(self, dist: Distribution | None, chosen: int | None, title: str) -> None:
+        if self.model_off:  # the panes grey out and say so (sessions.py)
+            dist, chosen, title = None, None, "model off: ctrl+l turns it on"
         self.query_one(AlternativesTable).show(dist, chosen, title)
+        self.query_one(ConstraintPanel).explain(dist, self.query_one(TokenStream).cursor)
         self.query_one(DistributionChart).show(dist, title)
 
     def on_token_stream_alternative_move(self, message: TokenStream.AlternativeMove) -> None:
@@ -339,6 +368,14 @@ class TokenApp(App[None]):
         if self.session is not None:
             self.run_engine(lambda: self.session.set_params(message.params),  # type: ignore[union-attr]
                             "parameters applied", cursor=lambda _: self.query_one(TokenStream).cursor)
+
+    async def on_constraint_panel_applied(self, message: ConstraintPanel.Applied) -> None:
+        """The constraint changed (or was refused): redraw so the next token is masked anew."""
+        await self.refresh_view(cursor=self.query_one(TokenStream).cursor)
+        if message.error:
+            self.show_error(message.status)
+        else:
+            self.query_one(StatusLine).info(message.status)
 
     def on_prompt_pane_edited(self, message: PromptPane.Edited) -> None:
         self.apply_prompt(message.spec)
@@ -400,6 +437,9 @@ class TokenApp(App[None]):
         if self.generating:
             self.query_one(StatusLine).info("generating: escape stops")
             return True
+        if self.model_off:
+            self.query_one(StatusLine).info("the model is off: ctrl+l turns it on")
+            return True
         return False
 
     def action_step(self) -> None:
@@ -427,6 +467,8 @@ class TokenApp(App[None]):
         if self.generating:
             self.engine.cancel()
             self.query_one(StatusLine).info("stopping…")
+        elif self.clear_attribution():
+            self.query_one(StatusLine).info("attribution cleared")
 
     def take_alternative(self, token_id: int) -> None:
         """Branch at the cursor with ``token_id`` (at the next token: force it)."""
@@ -486,6 +528,25 @@ class TokenApp(App[None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def action_inside(self) -> None:
+        """Open the Inside screen at the token under the cursor (the last token at the next slot)."""
+        if self._busy():
+            return
+        stream = self.query_one(TokenStream)
+        n_prompt = len(stream.prompt_tokens)
+        tokens = [*stream.prompt_tokens, *(s.token for s in stream.steps)]
+
+        def back(index: int | None) -> None:
+            if index is not None and index >= n_prompt:
+                stream.cursor = index - n_prompt
+
+        self.push_screen(InsideScreen(n_prompt + min(stream.cursor, len(stream.steps) - 1), tokens,
+                                      n_prompt=n_prompt, greedy=self.params.is_greedy), back)
+
+    def action_explain(self) -> None:
+        """F1: explain the focused pane."""
+        self.push_screen(ExplainScreen.for_widget(self.focused))
+
     def action_quit_app(self) -> None:
         lost = self.view.n_tokens_all if self.view else 0
         if lost == 0:
@@ -536,8 +597,8 @@ class TokenApp(App[None]):
         await self._open_session(spec)
 
     def load_session_file(self, path: str) -> None:
-        """Hook for ``--session``: sessions are not available yet."""
-        self.query_one(StatusLine).info(f"sessions are not available yet: {path} was not opened")
+        """Hook for ``--session``: restore the file's branches (``sessions.py``)."""
+        self.open_session_file(path)
 
     # ----- header, attention -----------------------------------------------------------
     def update_header(self) -> None:
@@ -548,6 +609,8 @@ class TokenApp(App[None]):
         parts.append(self.model_name)
         if self.device:
             parts.append(self.device)
+        if (constraint := getattr(self.session, "constraint", None)) is not None:
+            parts.append(constraint.description)
         self.sub_title = " · ".join(parts)
 
     def watch_tokens_per_s(self) -> None:
@@ -564,7 +627,7 @@ class TokenApp(App[None]):
     def request_attention(self) -> None:
         """Mark the weights stale; fetch them (debounced) only if the pane is on screen."""
         pane = self.query_one(AttentionPane)
-        if pane.has_class("-unavailable") or self.session is None:
+        if pane.has_class("-unavailable") or self.session is None or self.model_off:
             return
         pane.stale = True
         if self.attention_visible() and not self.generating:
@@ -609,8 +672,8 @@ class TokenApp(App[None]):
         self.engine.shutdown()
 
 
-def run_app(opts: Any, prompt: str | None = None, session_file: str | None = None) -> None:
-    """Build the app from the CLI's options and run it (the model loads inside the app)."""
+def build_app(opts: Any, prompt: str | None = None, session_file: str | None = None) -> TokenApp:
+    """The app the CLI's options describe (tests build it here too, without a terminal)."""
     from tokentui.cli import runtime
 
     params = runtime.sampling_params(opts)
@@ -619,4 +682,15 @@ def run_app(opts: Any, prompt: str | None = None, session_file: str | None = Non
     def factory(progress: Callable[[str, float | None], None] | None = None) -> Any:
         return runtime.load_backend(opts, quiet=True, progress=progress)
 
-    TokenApp(factory, params=params, prompt=spec, session_file=session_file).run()
+    return TokenApp(factory, params=params, prompt=spec, session_file=session_file,
+                    constraint=constraint_source(opts))
+
+
+def run_app(opts: Any, prompt: str | None = None, session_file: str | None = None) -> None:
+    """Build the app from the CLI's options and run it (the model loads inside the app)."""
+    from tokentui.engine.store import autosave_dir
+    from tokentui.tui.sessions import opts_for_session
+
+    app = build_app(opts_for_session(opts, session_file), prompt, session_file)
+    app.data_dir = autosave_dir()  # autosaves and recent models (tests leave it None)
+    app.run()

@@ -27,6 +27,19 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("v", "small terminals: show the side panes (parameters, attention, chart)"),
     ("tab / shift+tab", "focus the next / previous pane"),
     ("ctrl+p", "command palette: every action by name"),
+    ("i", "inside the model at the token under the cursor (left / right: other tokens)"),
+    ("F1", "explain the focused pane: what it shows, how to read it, the formula"),
+    ("ctrl+s", "save the session (asks for a path the first time); it is also autosaved"),
+    ("ctrl+o", "model: load a hub id, a model folder or a .gguf file (device, dtype, recent)"),
+    ("ctrl+r", "reset: clear the completion and every branch, keep the prompt (asks first)"),
+    ("ctrl+l", "model off / on: nothing runs while you edit; on again computes once"),
+    ("m", "chat: the next user message, once the model has ended its turn"),
+    ("C", "compare two branches side by side from their fork"),
+    ("x", "jump to the next critical token (where it could most easily have gone otherwise)"),
+    ("X", "explore: branch at the N most critical positions automatically, as a tree"),
+    ("a", "attribution: colour earlier tokens by how much they drove the cursor's token (again: clear)"),
+    ("A", "cycle the attribution method: saliency, input x gradient, IG, SHAP, attention"),
+    ("e", "export the 3D attention graph of the sequence to tokentui-graph-<time>.html here"),
     ("?", "this help"),
     ("q", "quit (asks when branches would be lost)"),
 )
@@ -48,6 +61,12 @@ PANES: tuple[tuple[str, str], ...] = (
      "and head, or the mean of the heads. Two rows per character; the cursor's row is amber."),
     ("Chart", "The distribution at the cursor (top 20) and, over the steps, the entropy (how "
      "unsure the model was) and the surprisal of the token taken."),
+    ("Constraint", "Limit what may come next: pick choice (one option a line), regex, grammar "
+     "(Lark) or JSON schema, type the source, tick 'on' (or press Apply after an edit). The "
+     "header names the constraint in force; an invalid source is one red line and changes "
+     "nothing. Candidates it forbids are crossed out in Alternatives with the reason in the "
+     "'why' column; forcing a forbidden text is refused. --choice/--regex/--grammar/"
+     "--json-schema/--choices-file fill it at start."),
     ("Branches", "Every branch is a complete alternative continuation. The list shows where a "
      "branch leaves its parent, the token it took there versus the parent's, and both "
      "probabilities."),

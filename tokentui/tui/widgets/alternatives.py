@@ -38,6 +38,10 @@ class AlternativesTable(DataTable):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.candidates: tuple[Candidate, ...] = ()
         self.chosen_id: int | None = None
+        self.reasons: dict[int, str] = {}
+        """Why each listed invalid candidate is invalid (filled by the constraint panel)."""
+        self.base_subtitle = ""
+        """Entropy and kept count: the subtitle when the selected row needs no reason."""
 
     def on_mount(self) -> None:
         self.border_title = "Alternatives"
@@ -68,6 +72,7 @@ class AlternativesTable(DataTable):
                 Text(f"{cand.p_final:.3f}", justify="right", style=style),
                 Text(prob_bar(cand.p_final, 8), style="#58a6ff" if usable else "#6e7681"),
                 Text(f"{cand.logit:.2f}", justify="right", style=style),
+                *self._why_cells(cand),
                 key=str(i),
             )
         if dist is not None and dist.top_n_only and dist.other_mass > 0:
@@ -75,8 +80,41 @@ class AlternativesTable(DataTable):
         else:
             self.border_subtitle = (f"entropy {dist.entropy:.2f} bits · kept {dist.n_kept}"
                                     if dist else "")
+        self.base_subtitle = str(self.border_subtitle)
         if self.candidates:
             self.move_cursor(row=select, animate=False)
+
+    def _why_cells(self, cand: Candidate) -> list[Text]:
+        """The ``why`` cell while that column is shown (a constraint is in play)."""
+        if "why" not in self.columns:
+            return []
+        if not cand.valid:
+            return [Text(self.reasons.get(cand.id, "invalid"), style="#f85149")]
+        return [Text("" if cand.kept else "cut", style="#6e7681")]
+
+    def show_reasons(self, reasons: dict[int, str] | None) -> None:
+        """Say why each invalid candidate is invalid (token id -> reason); None drops the column."""
+        if reasons is None:
+            self.reasons = {}
+            if "why" in self.columns:
+                self.remove_column("why")
+            self._subtitle_why()
+            return
+        self.reasons = reasons
+        if "why" not in self.columns:
+            self.add_column("why", key="why")
+        for i, cand in enumerate(self.candidates):
+            self.update_cell(str(i), "why", self._why_cells(cand)[0])
+        self._subtitle_why()
+
+    def _subtitle_why(self) -> None:
+        """The selected row's whole reason goes in the subtitle (the column is often cut)."""
+        cand = self.selected
+        why = self.reasons.get(cand.id) if cand is not None and not cand.valid else None
+        self.border_subtitle = f"✗ {why}" if why else self.base_subtitle
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._subtitle_why()
 
     def move_selection(self, delta: int) -> None:
         if self.candidates:

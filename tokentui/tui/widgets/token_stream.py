@@ -7,6 +7,7 @@ last one is the *next* token, not generated yet.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -99,6 +100,8 @@ class TokenStream(VerticalScroll, can_focus=True):
         self.rendered = Text()
         """The laid-out text as last drawn (tests read its ``plain``)."""
         self._text = _StreamText(id="stream-text")
+        self.overlay: Callable[[list[int]], dict[int, Style]] | None = None
+        """Styles by sequence position laid over the colour mode (the attribution view)."""
 
     def compose(self):
         yield self._text
@@ -210,10 +213,17 @@ class TokenStream(VerticalScroll, can_focus=True):
             if newline_after:
                 lines.append(Text())
 
+        over = self.overlay([t.id for t in self.prompt_tokens] + [s.token.id for s in self.steps]) \
+            if self.overlay else {}
         for i, tok in enumerate(self.prompt_tokens):
-            put(token_text(tok, style=PROMPT_STYLES[i % 2]), None, "\n" in tok.text)
+            piece = token_text(tok, style=PROMPT_STYLES[i % 2])
+            if i in over:
+                piece.stylize(over[i])
+            put(piece, None, "\n" in tok.text)
         for i, step in enumerate(self.steps):
             piece = token_text(step.token, style=step_style(step, self.colour_mode, mono=self.mono))
+            if len(self.prompt_tokens) + i in over:
+                piece.stylize(over[len(self.prompt_tokens) + i])
             if i == self.cursor:
                 piece.stylize(CURSOR_STYLE)
                 if self.mono:

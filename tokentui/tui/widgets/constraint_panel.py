@@ -1,0 +1,268 @@
+"""The constraint panel: a kind, its source and an on switch, applied through the engine.
+
+Building a constraint (and, the first time per tokenizer, llguidance's view of the
+vocabulary, about 2 s) runs on the engine thread. An invalid source is one line under the
+editor and changes nothing in the session; the switch always says whether a constraint is
+in force. The panel also explains, for the alternatives table, why a candidate is invalid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, Checkbox, Select, Static, TextArea
+
+from tokentui.engine.errors import ParameterError, TokentuiError
+from tokentui.engine.results import Distribution, StepResult
+from tokentui.tui.widgets.alternatives import ROWS, AlternativesTable
+
+KIND_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("choice (one option a line)", "choice"),
+    ("regex", "regex"),
+    ("grammar (Lark)", "grammar"),
+    ("JSON schema", "json_schema"),
+)
+"""Label and ``constraints.build`` kind of each entry of the kind picker."""
+
+PLACEHOLDERS = {
+    "choice": "yes\nno",
+    "regex": "[0-9]{3}-[0-9]{4}",
+    "grammar": 'start: "yes" | "no"',
+    "json_schema": '{"type": "object", "properties": {"name": {"type": "string"}}}',
+}
+"""An example source per kind, shown while the editor is empty."""
+
+THEN = "not allowed by the constraint in force when it was computed"
+"""The reason for a candidate marked invalid by an earlier (or since removed) constraint."""
+
+
+def constraint_source(opts: Any) -> tuple[str, str] | None:
+    """The CLI's constraint flags as the panel's ``(kind, source)``; files are read here.
+
+    Raises ``ParameterError`` (one line, before the app starts) for two constraints or a
+    missing file; whether the source itself is valid is for the panel to say.
+    """
+    given = {k: getattr(opts, k) for k in ("choice", "choices_file", "regex", "grammar", "json_schema")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    if len(given) > 1:
+        raise ParameterError(f"give one constraint, not {len(given)}: {', '.join(given)}")
+    kind, value = next(iter(given.items()))
+    if isinstance(value, Path):
+        if not value.is_file():
+            raise ParameterError(f"no such file: {value}")
+        value = value.read_text()
+    if kind == "choice":
+        return "choice", "\n".join(part.strip() for part in str(value).split("|"))
+    if kind == "choices_file":
+        return "choice", str(value)
+    return kind, str(value)
+
+
+def step_status(step: StepResult) -> str | None:
+    """The status line a step deserves on its own: its note, or the constraint finishing."""
+    parts = [f"token {step.index}: {step.note}"] if step.note else []
+    if step.finish_reason == "constraint":
+        parts.append("constraint finished: nothing but the end may follow")
+    return " · ".join(parts) or None
+
+
+def _install(session: Any, kind: str, text: str) -> tuple[str, str | None]:
+    """Engine thread: build, set, and say whether the current branch already breaks it."""
+    from tokentui.engine import constraints
+
+    backend = session.backend
+    constraint = constraints.build(kind, text, backend.tokenizer, backend.vocab_size,
+                                   eos_ids=backend.eos_token_ids)
+    session.set_constraint(constraint)
+    return constraint.description, constraint.refusal(session.current.ids, [])
+
+
+def _reasons(session: Any, index: int, token_ids: list[int]) -> dict[int, str]:
+    """Engine thread: why each token may not come at completion ``index`` of the branch."""
+    constraint = session.constraint
+    if constraint is None:
+        return dict.fromkeys(token_ids, THEN)
+    prefix = session.current.ids[:index]
+    return {t: constraint.why_invalid(t, prefix) or THEN for t in token_ids}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, TokentuiError) else f"{type(exc).__name__}: {exc}"
+    return (text.strip().splitlines() or ["error"])[0]
+
+
+class ConstraintPanel(Vertical):
+    """Kind picker, source editor, on switch and Apply; one line says what is in force."""
+
+    DEFAULT_CSS = """
+    ConstraintPanel {
+        height: 1fr;
+        border: round $primary 50%;
+        border-subtitle-color: $warning;
+        padding: 0 1;
+        &:focus-within { border: round $accent; }
+        #constraint-text { height: 1fr; min-height: 3; }
+        .constraint-row { height: 1; margin: 1 0 0 0; }
+        #constraint-on { width: auto; margin-right: 2; }
+        #constraint-info { height: auto; color: $text-muted; }
+        #constraint-info.-active { color: $success; }
+        #constraint-info.-error { color: $error; text-style: bold; }
+        &.-building #constraint-info { color: $warning; }
+    }
+    """
+
+    @dataclass
+    class Applied(Message):
+        """The session's constraint changed (or failed to): redraw and say so."""
+
+        status: str
+        """The status line to show."""
+        error: bool = False
+
+    def __init__(self, source: tuple[str, str] | None = None, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        kind, text = source or ("choice", "")
+        self._initial = (kind, text)
+        self.wanted = source is not None
+        """The user (or a CLI flag) asked for the constraint to be on."""
+        self.applied: tuple[str, str] | None = None
+        """Kind and source of the constraint in force, or None."""
+        self.description = ""
+        """The active constraint's label (empty when off)."""
+
+    def compose(self):
+        kind, text = self._initial
+        yield Select(KIND_OPTIONS, value=kind, allow_blank=False, compact=True, id="constraint-kind")
+        yield TextArea(text, id="constraint-text", soft_wrap=True, compact=True,
+                       placeholder=PLACEHOLDERS[kind])
+        with Horizontal(classes="constraint-row"):
+            yield Checkbox("on", self.wanted, compact=True, id="constraint-on")
+            yield Button("Apply", compact=True, id="constraint-apply")
+        yield Static(Text("off" if not self.wanted else "applies when the model is ready"),
+                     id="constraint-info")
+
+    def on_mount(self) -> None:
+        self.border_title = "Constraint"
+
+    # ----- reading the editor ------------------------------------------------------------
+    @property
+    def source(self) -> tuple[str, str]:
+        """Kind and text as they stand in the editor."""
+        kind = self.query_one("#constraint-kind", Select).value
+        text = self.query_one("#constraint-text", TextArea).text
+        return (kind if isinstance(kind, str) else "choice", text)
+
+    def _mark_edited(self) -> None:
+        edited = self.applied is not None and self.source != self.applied
+        self.border_subtitle = "edited · Apply to use" if edited else ""
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if isinstance(event.value, str):
+            self.query_one("#constraint-text", TextArea).placeholder = PLACEHOLDERS[event.value]
+        self._mark_edited()
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        event.stop()
+        self._mark_edited()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self.request(event.value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.request(True)
+
+    # ----- applying -------------------------------------------------------------------------
+    def _info(self, text: str, state: str = "") -> None:
+        info = self.query_one("#constraint-info", Static)
+        info.set_classes(state)
+        info.update(Text(text))
+
+    def _show_switch(self, on: bool) -> None:
+        with self.prevent(Checkbox.Changed):
+            self.query_one("#constraint-on", Checkbox).value = on
+
+    def request(self, enabled: bool) -> None:
+        """Turn the constraint on (with the editor's source) or off, on the engine thread."""
+        app: Any = self.app
+        if getattr(app, "generating", False):
+            self._show_switch(self.applied is not None)
+            self._info("generating: stop first (escape), then change the constraint", "-error")
+            return
+        self.wanted = enabled
+        self._show_switch(enabled)
+        if app.session is None:
+            self._info("applies when the model and prompt are ready" if enabled else "off")
+            return
+        kind, text = self.source
+        self.run_worker(partial(self._apply, kind, text, enabled), group="constraint", exit_on_error=False)
+
+    def attach(self) -> None:
+        """A session was opened: put the wanted constraint in force (from a flag or the switch)."""
+        if self.wanted:
+            self.request(True)
+
+    async def _apply(self, kind: str, text: str, enabled: bool) -> None:
+        app: Any = self.app
+        session = app.session
+        if not enabled:
+            await app.engine.call(session.set_constraint, None)
+            self.applied, self.description = None, ""
+            self._info("off")
+            self._mark_edited()
+            self.post_message(self.Applied("constraint off: every token is allowed again"))
+            return
+        self.add_class("-building")
+        self._info("building the constraint…")
+        try:
+            description, broken = await app.engine.call(_install, session, kind, text)
+        except Exception as exc:  # an invalid source, or a tokenizer llguidance cannot read
+            self.remove_class("-building")
+            line = _one_line(exc)
+            still = f" · still in force: {self.description}" if self.applied else ""
+            self._show_switch(self.applied is not None)
+            self.wanted = self.applied is not None
+            self._info(f"✗ {line}{still}", "-error")
+            self.post_message(self.Applied(f"constraint not applied: {line}", error=True))
+            return
+        self.remove_class("-building")
+        self.applied, self.description = (kind, text), description
+        self._mark_edited()
+        self._info(f"in force: {description}", "-active")
+        self.post_message(self.Applied(broken or f"constraint on: {description}", error=bool(broken)))
+
+    # ----- explaining invalid candidates ---------------------------------------------------
+    def explain(self, dist: Distribution | None, index: int) -> None:
+        """Fill the alternatives table's ``why`` column for ``dist`` (shown at ``index``)."""
+        app: Any = self.app
+        table = app.query_one(AlternativesTable)
+        session = app.session
+        shown = dist.candidates[:ROWS] if dist else ()
+        invalid = [c.id for c in shown if not c.valid]
+        if session is None or (session.constraint is None and not invalid):
+            table.show_reasons(None)
+            return
+        table.show_reasons({})
+        if invalid and not app.generating:
+            self.run_worker(partial(self._explain, shown, index, invalid), group="constraint-why",
+                            exclusive=True, exit_on_error=False)
+
+    async def _explain(self, shown: tuple[Any, ...], index: int, invalid: list[int]) -> None:
+        app: Any = self.app
+        try:
+            reasons = await app.engine.call(_reasons, app.session, index, invalid)
+        except TokentuiError:
+            return  # the branch breaks the constraint: the peek already said so
+        table = app.query_one(AlternativesTable)
+        if table.candidates == shown:
+            table.show_reasons(reasons)
