@@ -13,13 +13,13 @@ from tokentui.engine.session import Session
 @pytest.mark.parametrize("penalty", [1.0, 1.2])
 def test_greedy_matches_transformers_generate(bundled, real_backend, penalty):
     spec = PromptSpec("Name three colours.")
-    params = SamplingParams(greedy=True, repetition_penalty=penalty, max_new_tokens=24, ignore_eos=True)
+    params = SamplingParams(greedy=True, repetition_penalty=penalty, max_new_tokens=12, ignore_eos=True)
     session = Session(real_backend, spec, params=params)
     ours = [s.token.id for s in session.generate()]
     ids = encode_prompt(bundled.tokenizer, spec)
     with torch.no_grad():
-        out = bundled.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=24,
-                                     repetition_penalty=penalty, min_new_tokens=24,
+        out = bundled.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=12,
+                                     repetition_penalty=penalty, min_new_tokens=12,
                                      attention_mask=torch.ones(1, len(ids), dtype=torch.long))
     assert ours == out[0, len(ids):].tolist()
 

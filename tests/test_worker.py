@@ -68,3 +68,12 @@ async def test_the_event_loop_stays_free_while_the_model_runs(tiny_session):
     task.cancel()
     assert ticks > 0
     worker.shutdown()
+
+
+def test_cancel_calls_the_registered_hooks():
+    worker = EngineWorker()
+    calls = []
+    worker.cancel_hooks.append(lambda: calls.append("abort"))
+    worker.cancel()
+    assert calls == ["abort"] and worker.cancel_event.is_set()
+    worker.shutdown()

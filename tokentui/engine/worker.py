@@ -24,6 +24,8 @@ class EngineWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokentui-engine")
         self.cancel_event = threading.Event()
         """Set by :meth:`cancel`; cleared when a new stream starts."""
+        self.cancel_hooks: list[Callable[[], None]] = []
+        """Also called by :meth:`cancel` (a remote backend aborts its request in flight)."""
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on the engine thread and await its result."""
@@ -69,6 +71,8 @@ class EngineWorker:
     def cancel(self) -> None:
         """Ask the running stream to stop after the current forward pass."""
         self.cancel_event.set()
+        for hook in self.cancel_hooks:
+            hook()
 
     def shutdown(self) -> None:
         self.cancel_event.set()

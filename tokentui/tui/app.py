@@ -292,6 +292,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.model_name, self.device = message.name, message.device
         self.ready = True
+        # A remote backend aborts its request in flight when the user stops a run.
+        self.engine.cancel_hooks[:] = [self.backend.cancel] if hasattr(self.backend, "cancel") else []
         self.update_header()
         pane = self.query_one(AttentionPane)
         caps = self.backend.capabilities
@@ -557,9 +559,11 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             if yes:
                 self.exit()
 
+        fate = ("will be autosaved (reopen with tokentui --session, list with tokentui sessions)"
+                if getattr(self, "data_dir", None) else "are not saved")
         self.push_screen(ConfirmScreen(
             f"Quit? {self.view.branch_count if self.view else 0} branch(es) with {lost} generated "
-            "tokens are not saved.", yes="Quit", no="Stay"), done)
+            f"tokens {fate}.", yes="Quit", no="Stay"), done)
 
     # ----- prompt ------------------------------------------------------------------------
     def apply_prompt(self, spec: PromptSpec) -> None:
