@@ -81,8 +81,12 @@ def load_backend(opts: SharedOptions, *, quiet: bool = False,
     return LocalBackend(loaded)
 
 
-def build_constraint(opts: SharedOptions, backend: Any) -> Any:
-    """The constraint the options ask for, or None."""
+def constraint_source(opts: SharedOptions) -> tuple[str, str] | None:
+    """The constraint flags as ``(kind, source)``: one option a line for choices; files read here.
+
+    Raises ``ParameterError`` for two constraints or a missing file; whether the source is a
+    valid regex, grammar or schema is for ``constraints.build`` to say.
+    """
     kinds = {"choice": opts.choice, "choices_file": opts.choices_file, "regex": opts.regex,
              "grammar": opts.grammar, "json_schema": opts.json_schema}
     given = {k: v for k, v in kinds.items() if v is not None}
@@ -90,15 +94,28 @@ def build_constraint(opts: SharedOptions, backend: Any) -> Any:
         return None
     if len(given) > 1:
         raise ParameterError(f"give one constraint, not {len(given)}: {', '.join(given)}")
-    from tokentui.engine import constraints
-
     kind, value = next(iter(given.items()))
     if isinstance(value, Path):
         if not value.is_file():
             raise ParameterError(f"no such file: {value}")
         value = value.read_text()
-    return constraints.from_cli(kind, value, backend.tokenizer, backend.vocab_size,
-                                eos_ids=backend.eos_token_ids)
+    if kind == "choice":
+        return "choice", "\n".join(part.strip() for part in str(value).split("|"))
+    if kind == "choices_file":
+        return "choice", str(value)
+    return kind, str(value)
+
+
+def build_constraint(opts: SharedOptions, backend: Any) -> Any:
+    """The constraint the options ask for, or None."""
+    source = constraint_source(opts)
+    if source is None:
+        return None
+    from tokentui.engine import constraints
+
+    kind, text = source
+    return constraints.build(kind, text, backend.tokenizer, backend.vocab_size,
+                             eos_ids=backend.eos_token_ids)
 
 
 def open_session(text: str, opts: SharedOptions, *, quiet: bool = False,

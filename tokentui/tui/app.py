@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from tokentui.cli.runtime import constraint_source
 from tokentui.engine.errors import TokentuiError
 from tokentui.engine.prompts import PromptSpec
 from tokentui.engine.results import Distribution, StepResult, Token
@@ -41,7 +42,7 @@ from tokentui.tui.sessions import SessionsMixin
 from tokentui.tui.widgets.alternatives import AlternativesTable
 from tokentui.tui.widgets.attention import AttentionPane
 from tokentui.tui.widgets.charts import Charts, DistributionChart, EntropyChart
-from tokentui.tui.widgets.constraint_panel import ConstraintPanel, constraint_source, step_status
+from tokentui.tui.widgets.constraint_panel import ConstraintPanel, step_status
 from tokentui.tui.widgets.params import ParamsPanel
 from tokentui.tui.widgets.prompt import PromptPane
 from tokentui.tui.widgets.status import StatusLine

@@ -27,6 +27,7 @@ class DistributionChart(PlotextPlot):
             labels = [f"{c.rank:>2} {visible(c.text)[:12]}" for c in cands][::-1]
             plt.bar(labels, [c.p_final for c in cands][::-1], orientation="horizontal", width=0.4)
             plt.xlim(0, 1)
+            plt.xlabel("p_final")
         self.refresh()
 
 

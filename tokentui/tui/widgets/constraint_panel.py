@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -18,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Select, Static, TextArea
 
-from tokentui.engine.errors import ParameterError, TokentuiError
+from tokentui.engine.errors import TokentuiError
 from tokentui.engine.results import Distribution, StepResult
 from tokentui.tui.widgets.alternatives import ROWS, AlternativesTable
 
@@ -40,30 +39,6 @@ PLACEHOLDERS = {
 
 THEN = "not allowed by the constraint in force when it was computed"
 """The reason for a candidate marked invalid by an earlier (or since removed) constraint."""
-
-
-def constraint_source(opts: Any) -> tuple[str, str] | None:
-    """The CLI's constraint flags as the panel's ``(kind, source)``; files are read here.
-
-    Raises ``ParameterError`` (one line, before the app starts) for two constraints or a
-    missing file; whether the source itself is valid is for the panel to say.
-    """
-    given = {k: getattr(opts, k) for k in ("choice", "choices_file", "regex", "grammar", "json_schema")}
-    given = {k: v for k, v in given.items() if v is not None}
-    if not given:
-        return None
-    if len(given) > 1:
-        raise ParameterError(f"give one constraint, not {len(given)}: {', '.join(given)}")
-    kind, value = next(iter(given.items()))
-    if isinstance(value, Path):
-        if not value.is_file():
-            raise ParameterError(f"no such file: {value}")
-        value = value.read_text()
-    if kind == "choice":
-        return "choice", "\n".join(part.strip() for part in str(value).split("|"))
-    if kind == "choices_file":
-        return "choice", str(value)
-    return kind, str(value)
 
 
 def step_status(step: StepResult) -> str | None:
