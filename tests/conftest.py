@@ -80,3 +80,12 @@ def tiny_session(tiny_backend):
 
     return Session(tiny_backend, PromptSpec("Tell me a story about a cat."),
                    params=SamplingParams(seed=7, max_new_tokens=12))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tiny_loaded, tmp_path_factory):
+    """The tiny random model saved as a model folder, so the CLI can load it by path."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_loaded.model.save_pretrained(folder)
+    tiny_loaded.tokenizer.save_pretrained(folder)
+    return folder

@@ -14,6 +14,7 @@ import llguidance.numpy
 import numpy as np
 import pytest
 import torch
+from constraint_sources import ARITHMETIC, PHONE
 from llguidance import LLMatcher
 
 from tokentui.engine import constraints
@@ -23,13 +24,6 @@ from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
 
 EOS = 2
-PHONE = r"[0-9]{3}-[0-9]{4}"
-ARITHMETIC = """start: expr
-expr: term (("+" | "-") term){0,2}
-term: factor ("*" factor){0,2}
-factor: NUMBER | "(" expr ")"
-NUMBER: /[1-9][0-9]{0,2}/
-"""
 PERSON = {
     "type": "object",
     "properties": {

@@ -11,6 +11,7 @@ import llguidance.hf
 import llguidance.numpy
 import numpy as np
 import pytest
+from constraint_sources import ARITHMETIC, PHONE
 from llguidance import LLMatcher
 from typer.testing import CliRunner
 
@@ -18,13 +19,6 @@ from tokentui.cli import app
 from tokentui.engine import models
 
 runner = CliRunner()
-PHONE = r"[0-9]{3}-[0-9]{4}"
-ARITHMETIC = """start: expr
-expr: term (("+" | "-") term){0,2}
-term: factor ("*" factor){0,2}
-factor: NUMBER | "(" expr ")"
-NUMBER: /[1-9][0-9]{0,2}/
-"""
 PERSON = {
     "type": "object",
     "properties": {"name": {"type": "string", "maxLength": 12},

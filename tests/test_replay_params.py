@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from tokentui.cli import app
@@ -15,14 +14,6 @@ from tokentui.engine.session import Session
 
 runner = CliRunner()
 
-
-@pytest.fixture(scope="module")
-def tiny_dir(tiny_loaded, tmp_path_factory):
-    """The tiny random model as a folder, so ``replay --model`` can load it."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_loaded.model.save_pretrained(folder)
-    tiny_loaded.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def changed_mid_session(backend) -> Session:

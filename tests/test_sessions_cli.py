@@ -13,14 +13,6 @@ from tokentui.engine import store
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tiny_loaded, tmp_path_factory):
-    """The tiny random model saved as a model folder, so the CLI can load it by path."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_loaded.model.save_pretrained(folder)
-    tiny_loaded.tokenizer.save_pretrained(folder)
-    return folder
-
 
 @pytest.fixture(scope="module")
 def saved(tiny_dir, tmp_path_factory):

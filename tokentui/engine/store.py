@@ -26,11 +26,9 @@ file's ``params`` (changed mid-session) adds ``"pi": k``, an index into the file
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tokentui.engine.errors import TokentuiError
+from tokentui.engine.files import atomic_write_text
 from tokentui.engine.prompts import PromptSpec
 from tokentui.engine.results import Candidate, Distribution, StepResult, Token
 from tokentui.engine.sampling import SamplingParams
@@ -322,24 +321,8 @@ def check_writable(path: Path) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that it is never seen half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Replace ``path`` with ``text`` so that it is never seen half-written (and remember it)."""
+    atomic_write_text(path, text)
     st = path.stat()
     _WRITTEN[str(path.resolve())] = (st.st_mtime_ns, st.st_size)
 
