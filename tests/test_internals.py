@@ -155,6 +155,24 @@ def test_bundled_embedding_rows(real_backend, bundled):
     assert len(report.embedding.values) == 576 and len(report.embedding.nearest) == 8
 
 
+def test_tied_embeddings_ride_in_the_lens_matmul(real_backend, tiny_session):
+    """SmolLM2 ties its unembedding to its input embedding, so the nearest-token products
+    come from the lens matmul; they must name the same neighbours as a separate product."""
+    session = Session(real_backend, PromptSpec("The sky is blue because", chat_template=False))
+    inspector = internals.Inspector(real_backend)
+    token = session.context_ids()[-2]
+    assert inspector.fused_embedding_row(token) is not None
+    fused = internals.inspect(session, -2, inspector=inspector).embedding
+    assert inspector.fused_embedding_row(token) is None  # cached now
+    alone = internals.Inspector(real_backend).embedding(token)
+    assert [n.token.id for n in fused.nearest] == [n.token.id for n in alone.nearest]
+    for a, b in zip(fused.nearest, alone.nearest, strict=True):
+        assert a.cosine == pytest.approx(b.cosine, abs=1e-5)
+    # The tiny Llama has an untied head: nothing rides along there.
+    tiny = internals.Inspector(tiny_session.backend)
+    assert tiny.fused_embedding_row(tiny_session.context_ids()[-1]) is None
+
+
 @pytest.mark.parametrize("which", ["tiny", "bundled"])
 def test_rotary_cos_sin_are_the_models_own(which, request):
     loaded = request.getfixturevalue("tiny_loaded" if which == "tiny" else "bundled")

@@ -367,21 +367,29 @@ class Inspector:
         return _byte_class(a[-1]) == _byte_class(b[0])
 
     # -- embedding ----------------------------------------------------------------------
-    def embedding(self, token_id: int, *, nearest: int = NEAREST) -> EmbeddingInfo:
-        key = int(token_id) * 1024 + nearest
+    def embedding(self, token_id: int, *, nearest: int = NEAREST,
+                  products: torch.Tensor | None = None) -> EmbeddingInfo:
+        """``products``: ``W_embed @ row`` when the caller already has them (see
+        ``fused_embedding_row``); otherwise one matrix-vector product here."""
+        key = self._embedding_key(token_id, nearest)
         if key not in self._embeddings:
             if len(self._embeddings) >= 512:
                 self._embeddings.pop(next(iter(self._embeddings)))
-            self._embeddings[key] = self._embedding(token_id, nearest)
+            self._embeddings[key] = self._embedding(token_id, nearest, products)
         return self._embeddings[key]
 
-    def _embedding(self, token_id: int, nearest: int) -> EmbeddingInfo:
+    @staticmethod
+    def _embedding_key(token_id: int, nearest: int) -> int:
+        return int(token_id) * 1024 + nearest
+
+    def _embedding(self, token_id: int, nearest: int, products: torch.Tensor | None) -> EmbeddingInfo:
         weight = self.model.get_input_embeddings().weight
         with self.backend.lock, torch.no_grad():
             if self._row_norms is None:
                 self._row_norms = weight.float().norm(dim=1)
             row = weight[int(token_id)].float()
-            cosine = (weight.float() @ row) / (self._row_norms * row.norm()).clamp_min(1e-12)
+            dots = weight.float() @ row if products is None else products.to(self._row_norms.device)
+            cosine = dots / (self._row_norms * row.norm()).clamp_min(1e-12)
             cosine[int(token_id)] = -math.inf
             top = torch.topk(cosine, min(nearest, cosine.shape[0] - 1))
         neighbours = tuple(Neighbour(self.tokens(int(i)), float(c))
@@ -447,22 +455,58 @@ class Inspector:
         Blocks 1..L-1 go through the final norm and the unembedding; the last layer is the
         model's own logits (transformers already applied the final norm to that hidden state,
         so normalising it again would be wrong)."""
+        return self.lens_and_products(hidden, logits, None)[0]
+
+    def lens_and_products(self, hidden: torch.Tensor, logits: torch.Tensor,
+                           extra: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The lens logits, and ``extra @ W_unembed.T`` for ``extra (d,)`` in the same matmul.
+
+        The unembedding is the lens's largest cost and one more row in it is nearly free:
+        with tied embeddings that row's products are the dot products the nearest-token
+        search needs."""
         norm = final_norm(self.model)
         head = self.model.get_output_embeddings()
         if head is None:
             raise InternalsError("logit lens unavailable: the model has no output embedding")
         weight = head.weight
         with self.backend.lock, torch.no_grad():
-            inner = hidden[1:-1].to(device=weight.device, dtype=weight.dtype)
-            lens = head(norm(inner)).float()
+            inner = norm(hidden[1:-1].to(device=weight.device, dtype=weight.dtype))
+            rows = inner.reshape(-1, inner.shape[-1])
+            n_extra = 0 if extra is None else 1
+            if extra is not None:
+                rows = torch.cat([extra.to(device=weight.device, dtype=weight.dtype)[None], rows])
+            # One buffer [extra?, inner layers..., model logits]: the matmul writes into it
+            # directly and the lens is a contiguous view of its tail.
+            vocab = weight.shape[0]
+            buffer = torch.empty((rows.shape[0] + logits.numel() // vocab, vocab),
+                                 dtype=torch.float32, device=weight.device)
+            out = buffer[:rows.shape[0]]
+            if _plain_linear(head) and weight.dtype == torch.float32:
+                torch.mm(rows, weight.T, out=out)
+            else:
+                out.copy_(head(rows))
+            buffer[rows.shape[0]:] = logits.reshape(-1, vocab)
+            lens = buffer[n_extra:].view(inner.shape[0] + 1, *logits.shape)
             cap = getattr(_text_config(self.model), "final_logit_softcapping", None)
             if cap:
-                lens = torch.tanh(lens / cap) * cap
-            return torch.cat([lens, logits.float().to(lens.device)[None]])
+                inner_z = lens[:-1]
+                inner_z.copy_(torch.tanh(inner_z / cap) * cap)
+            return lens, (buffer[0] if extra is not None else None)
+
+    def fused_embedding_row(self, token_id: int) -> torch.Tensor | None:
+        """The input-embedding row to multiply inside the lens matmul, when that gives the
+        nearest-token dot products (tied, bias-free unembedding) and they are not cached yet."""
+        head = self.model.get_output_embeddings()
+        weight = self.model.get_input_embeddings().weight
+        tied = _plain_linear(head) and head.weight is weight
+        if not tied or self._embedding_key(token_id, NEAREST) in self._embeddings:
+            return None
+        return weight[int(token_id)]
 
     def logit_lens(self, hidden: torch.Tensor, logits: torch.Tensor, target: int | None,
-                   *, top_k: int = 5) -> tuple[LensLayer, ...]:
-        p, entropy_t = softmax_entropy(self.lens_logits(hidden, logits))
+                   *, top_k: int = 5, lens: torch.Tensor | None = None) -> tuple[LensLayer, ...]:
+        """``lens``: the lens logits when the caller already computed them."""
+        p, entropy_t = softmax_entropy(self.lens_logits(hidden, logits) if lens is None else lens)
         entropy = entropy_t.tolist()
         top = torch.topk(p, min(top_k, p.shape[-1]))
         top_p = top.values
@@ -525,9 +569,14 @@ class Inspector:
 
 def softmax_entropy(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(p, entropy in bits)`` of ``softmax(z)`` over the last axis (0 log 0 = 0)."""
-    log_p = torch.log_softmax(z, dim=-1)
-    p = log_p.exp()
-    return p, -(p * log_p).nan_to_num().sum(-1) / LN2
+    p = torch.softmax(z, dim=-1)
+    log_p = torch.log_softmax(z, dim=-1).clamp_min(torch.finfo(z.dtype).min)  # -inf: p is 0 there
+    return p, -torch.linalg.vecdot(p, log_p) / LN2
+
+
+def _plain_linear(module: Any) -> bool:
+    """A bias-free ``nn.Linear``: its output is exactly ``x @ weight.T``."""
+    return type(module) is torch.nn.Linear and module.bias is None
 
 
 def _byte_class(byte: int) -> str:
@@ -553,8 +602,7 @@ def temperature_sweep(
     ``p_final`` exactly: the same ``sampling.process`` produces the penalised scores.
     """
     logits = logits.float()
-    neutral = params.with_changes(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, greedy=False)
-    scores = sampling.process(logits, context_ids, completion_ids, neutral).scores
+    scores = sampling.penalize(logits, context_ids, completion_ids, params)
     current = float(params.temperature)
     temps = sorted({*(float(t) for t in temperatures), *([current] if current > 0 else [])})
     t = torch.tensor(temps, dtype=torch.float32, device=scores.device)[:, None]
@@ -563,7 +611,7 @@ def temperature_sweep(
     top_ids = torch.topk(scores, min(top_n, scores.shape[-1])).indices
     top_p = p[:, top_ids]
     full = sampling.process(logits, context_ids, completion_ids, params)
-    at_t = torch.softmax(scores / current, dim=-1) if current > 0 else full.p_final
+    at_t = p[temps.index(current)] if current > 0 else full.p_final
     filters = (("top_k", params.top_k, 0, {"top_p": 1.0, "min_p": 0.0}),
                ("top_p", params.top_p, 1.0, {"top_k": 0, "min_p": 0.0}),
                ("min_p", params.min_p, 0.0, {"top_k": 0, "top_p": 1.0}))
@@ -638,12 +686,19 @@ def inspect(session: Any, index: int = -1, *, top_k: int = 5, strict: bool = Tru
             missing[name] = str(exc)
 
     attempt("token", lambda: inspector.token_info(ctx, i, prompt_length=len(session.prompt_ids)))
-    attempt("embedding", lambda: inspector.embedding(ctx[i]))
     attempt("position", lambda: inspector.position(i, ctx[i]))
     attempt("output", lambda: position_output(session, i))
+    products = None
     if "output" in found:
         hidden, logits, attention = found.pop("output")
-        attempt("logit_lens", lambda: inspector.logit_lens(hidden, logits, target, top_k=top_k))
+        row = inspector.fused_embedding_row(ctx[i])
+        attempt("lens", lambda: inspector.lens_and_products(hidden, logits, row))
+        if "lens" in found:
+            lens, products = found.pop("lens")
+            attempt("logit_lens", lambda: inspector.logit_lens(hidden, logits, target, top_k=top_k,
+                                                               lens=lens))
+        else:
+            missing["logit_lens"] = missing.pop("lens")
         attempt("attention_by_layer", lambda: inspector.attention_by_layer(attention))
         n_prompt = len(session.prompt_ids)
         attempt("temperature_sweep", lambda: temperature_sweep(
@@ -651,6 +706,7 @@ def inspect(session: Any, index: int = -1, *, top_k: int = 5, strict: bool = Tru
     else:
         reason = missing.pop("output")
         missing.update({name: reason for name in PANES[3:]})
+    attempt("embedding", lambda: inspector.embedding(ctx[i], products=products))
     return InsideReport(index=i, sequence_length=len(ctx),
                         target=inspector.tokens(target) if target is not None else None,
                         missing=missing, **found)

@@ -139,6 +139,30 @@ class Processed:
     log_p_base: torch.Tensor = field(default=None)  # type: ignore[assignment]
 
 
+def penalize(
+    logits: torch.Tensor,
+    context_ids: Sequence[int],
+    completion_ids: Sequence[int],
+    params: SamplingParams,
+) -> torch.Tensor:
+    """The pipeline's first stage alone: a new float tensor with the repetition penalty
+    (prompt + completion) and the presence/frequency penalties (completion) applied."""
+    scores = logits.float().clone()
+    device = scores.device
+    if params.repetition_penalty != 1.0 and len(context_ids):
+        ids = torch.as_tensor(list(context_ids), device=device, dtype=torch.long)
+        score = scores.gather(0, ids)
+        score = torch.where(score < 0, score * params.repetition_penalty,
+                            score / params.repetition_penalty)
+        scores = scores.scatter(0, ids, score)
+    if (params.presence_penalty or params.frequency_penalty) and len(completion_ids):
+        uniq, counts = np.unique(np.asarray(completion_ids, dtype=np.int64), return_counts=True)
+        idx = torch.as_tensor(uniq, device=device)
+        cnt = torch.as_tensor(counts, device=device, dtype=scores.dtype)
+        scores[idx] -= params.frequency_penalty * cnt + params.presence_penalty
+    return scores
+
+
 def process(
     logits: torch.Tensor,
     context_ids: Sequence[int],
@@ -158,19 +182,8 @@ def process(
     logits = logits.float()
     log_p_base = logits if logits_are_logprobs else torch.log_softmax(logits, dim=-1)
     p_base = log_p_base.exp()
-    scores = logits.clone()
+    scores = penalize(logits, context_ids, completion_ids, params)
     device = scores.device
-    if params.repetition_penalty != 1.0 and len(context_ids):
-        ids = torch.as_tensor(list(context_ids), device=device, dtype=torch.long)
-        score = scores.gather(0, ids)
-        score = torch.where(score < 0, score * params.repetition_penalty,
-                            score / params.repetition_penalty)
-        scores = scores.scatter(0, ids, score)
-    if (params.presence_penalty or params.frequency_penalty) and len(completion_ids):
-        uniq, counts = np.unique(np.asarray(completion_ids, dtype=np.int64), return_counts=True)
-        idx = torch.as_tensor(uniq, device=device)
-        cnt = torch.as_tensor(counts, device=device, dtype=scores.dtype)
-        scores[idx] -= params.frequency_penalty * cnt + params.presence_penalty
     if params.temperature not in (0.0, 1.0):
         scores = scores / params.temperature
     finite_before = torch.isfinite(scores)
