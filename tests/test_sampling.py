@@ -17,6 +17,7 @@ from transformers import (
 
 from tokentui.engine import sampling
 from tokentui.engine.errors import ParameterError
+from tokentui.engine.results import Token
 from tokentui.engine.sampling import SamplingParams
 
 
@@ -159,3 +160,37 @@ def test_presets_apply_and_unknown_preset_is_rejected():
 def test_params_round_trip_through_json():
     params = SamplingParams(temperature=0.3, stop=("\n\n", "END"), seed=3)
     assert SamplingParams.from_json(params.to_json()) == params
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.8, 0.95, 0.999])
+def test_top_p_cut_is_the_warpers_own_on_ties_too(real_logits, top_p):
+    """The fast threshold cut removes exactly the warper's tokens, also when tied values sit
+    on the cut (the warper's own sort order decides there)."""
+    logits, _ = real_logits
+    warper = TopPLogitsWarper(top_p)
+    # Real logits, then the same logits rounded so that many values tie.
+    for scores in (logits.clone(), (logits * 4).round() / 4):
+        expected = ~torch.isfinite(warper(None, scores[None].clone())[0])
+        assert torch.equal(sampling.top_p_removed(scores, top_p), expected)
+    # Every value tied: the cut falls inside one run of equals.
+    flat = torch.zeros(1000)
+    expected = ~torch.isfinite(warper(None, flat[None].clone())[0])
+    assert 0 < int(expected.sum()) < 1000
+    assert torch.equal(sampling.top_p_removed(flat, top_p), expected)
+
+
+@pytest.mark.parametrize("params", CASES[:3], ids=["default", "plain", "top-k"])
+def test_entropies_are_the_textbook_formula(real_logits, params):
+    """``entropy`` of p_base and ``entropy_final`` of p_final: -sum p log2 p over p > 0."""
+    logits, ids = real_logits
+
+    def bits(p):
+        p = p[p > 0].double()
+        return float(-(p * torch.log2(p)).sum())
+
+    processed = sampling.process(logits, ids, [], params)
+    dist, _ = sampling.summarize(processed, lambda i: Token(id=i, text=str(i)), 10)
+    assert dist.entropy == pytest.approx(bits(torch.softmax(logits.double(), -1)), abs=1e-4)
+    assert dist.entropy_final == pytest.approx(bits(processed.p_final), abs=1e-4)
+    if params.top_k == 5:
+        assert 0 < dist.entropy_final <= math.log2(5) + 1e-6

@@ -192,12 +192,7 @@ def process(
         threshold = torch.topk(scores, top_k)[0][..., -1, None]
         scores = scores.masked_fill(scores < threshold, -math.inf)
     if params.top_p < 1.0:
-        sorted_logits, sorted_indices = torch.sort(scores, descending=False)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        sorted_remove = cumulative <= (1 - params.top_p)
-        sorted_remove[..., -1:] = False
-        remove = sorted_remove.scatter(0, sorted_indices, sorted_remove)
-        scores = scores.masked_fill(remove, -math.inf)
+        scores = scores.masked_fill(top_p_removed(scores, params.top_p), -math.inf)
     if params.min_p > 0:
         probs = torch.softmax(scores, dim=-1)
         remove = probs < params.min_p * probs.amax(dim=-1, keepdim=True)
@@ -223,10 +218,36 @@ def process(
                      kept=kept, valid=valid, no_valid_kept=no_valid_kept, log_p_base=log_p_base)
 
 
-def entropy_bits(p: torch.Tensor) -> float:
-    """Shannon entropy in bits, treating 0 * log 0 as 0."""
-    logp = torch.log(p.clamp_min(1e-45))
-    return float(-(p * logp).sum() / LN2)
+def top_p_removed(scores: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The tokens transformers' ``TopPLogitsWarper`` removes from ``scores (vocab,)``.
+
+    Its rule: sort ascending, softmax the sorted values, and remove the prefix whose cumulative
+    probability is ``<= 1 - top_p`` (never the most likely token). The cumulative sums depend only
+    on the sorted values, which any sort gives identically, so on the CPU the values come from
+    numpy's sort (about 4x faster than ``torch.sort`` here) and the cut is a threshold. Only where
+    tied values straddle the cut does the answer depend on the order among equals: then this runs
+    the warper's own ``torch.sort`` code so the same tokens go.
+    """
+    if scores.device.type == "cpu" and scores.dtype == torch.float32:
+        values = torch.from_numpy(np.sort(scores.numpy()))
+        sorted_remove = values.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+        n_removed = min(int(sorted_remove.sum()), values.shape[-1] - 1)
+        if n_removed == 0:
+            return torch.zeros_like(scores, dtype=torch.bool)
+        threshold = values[n_removed - 1]
+        if values[n_removed] != threshold and bool(sorted_remove[:n_removed].all()):
+            return scores <= threshold
+    sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    sorted_remove = cumulative <= (1 - top_p)
+    sorted_remove[..., -1:] = False
+    return sorted_remove.scatter(0, sorted_indices, sorted_remove)
+
+
+def entropy_of_log(p: torch.Tensor, log_p: torch.Tensor) -> float:
+    """Shannon entropy in bits from ``p`` and its logarithm (one dot product; where ``p`` is 0
+    its ``-inf`` logarithm counts as 0)."""
+    return float(-torch.linalg.vecdot(p, log_p.clamp_min(torch.finfo(log_p.dtype).min)) / LN2)
 
 
 def draw_uniform(seed: int, index: int) -> float:
@@ -283,11 +304,10 @@ def summarize(
                                     kept=bool(kp), valid=bool(vd), rank=rank))
     extras = {tid: (row[0], row[1], row[2])
               for tid, row in zip(id_list[n:], table[n:], strict=True)}
-    finite_p = processed.p_base[torch.isfinite(processed.log_p_base)]
     dist = Distribution(
         candidates=tuple(candidates),
-        entropy=entropy_bits(finite_p) if not top_n_only else entropy_bits(processed.p_base),
-        entropy_final=entropy_bits(processed.p_final),
+        entropy=entropy_of_log(processed.p_base, processed.log_p_base),
+        entropy_final=entropy_of_log(processed.p_final, torch.log_softmax(processed.scores, dim=-1)),
         n_kept=int(processed.kept.sum()),
         n_valid=int(valid.sum()),
         vocab_size=vocab,
