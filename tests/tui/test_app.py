@@ -438,10 +438,17 @@ async def test_command_palette_lists_every_action(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        titles = {c.title for c in app.get_system_commands(app.screen)}
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
         for needed in ("Step", "Generate", "Stop", "Branches", "Force text", "Delete last token",
-                       "Next layer", "Next head", "Help", "Cycle colours"):
-            assert needed in titles
+                       "Next layer", "Next head", "Help", "Cycle colours", "Inside the model",
+                       "Explain this pane", "Attribute", "Attribution method",
+                       "Export attention graph"):
+            assert needed in commands
+        await pilot.press("n")
+        await pilot.pause(0.5)
+        commands["Inside the model"].callback()
+        await pilot.pause(1.0)
+        assert type(app.screen).__name__ == "InsideScreen"
 
 
 async def test_a_missing_session_file_is_one_line(make_app):

@@ -666,6 +666,15 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             ("Previous head", "attention ({)", lambda: self.action_head(-1)),
             ("Side panes", "show parameters/attention/chart on small terminals (v)",
              self.action_toggle_side),
+            ("Inside the model", "pieces, embedding, position, logit lens of the token (i)",
+             self.action_inside),
+            ("Explain this pane", "what the focused pane shows, in plain words (F1)",
+             self.action_explain),
+            ("Attribute", "which input tokens drove the token under the cursor (a)",
+             self.action_attribute),
+            ("Attribution method", "saliency, input x gradient, integrated gradients, ... (A)",
+             self.action_attribution_method),
+            ("Export attention graph", "a 3D HTML file of the attention (e)", self.action_export_graph),
             ("Help", "keys and panes (?)", self.action_help),
         ):
             yield SystemCommand(title, help_text, action)
