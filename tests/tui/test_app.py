@@ -19,6 +19,7 @@ from tokentui.tui.widgets.attention import AttentionPane
 from tokentui.tui.widgets.params import ParamsPanel
 from tokentui.tui.widgets.status import StatusLine
 from tokentui.tui.widgets.token_stream import TokenStream
+from tokentui.visible import visible
 
 
 def status_text(app) -> str:
@@ -380,6 +381,11 @@ async def test_compact_layout_at_80x24(make_app):
         await pilot.press("v")
         await pilot.pause()
         assert app.query_one("#main").region.width == 80
+        # `t` picks the next side tab and brings the side panes into view.
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.query_one("#side").active == "tab-attention"
+        assert app.query_one("#side").region.width > 0
 
 
 async def test_attention_pane_is_lazy_and_follows_keys(make_app):
@@ -391,12 +397,22 @@ async def test_attention_pane_is_lazy_and_follows_keys(make_app):
         await pilot.press("n", "n")
         await settle(pilot)
         assert pane.weights is None
-        app.query_one("#side").active = "tab-attention"
+        await pilot.press("t")  # Params -> Attention, from the keyboard
+        assert app.query_one("#side").active == "tab-attention"
         await pilot.pause(0.5)
         await settle(pilot)
         n_ctx = len(app.session.context_ids())
         assert pane.weights is not None and pane.weights.shape == (4, n_ctx, n_ctx)
         assert pane.focus_row == n_ctx - 1
+        # The caption names the focused token and the key it attends to most, as plain text.
+        caption = pane.caption().plain
+        row = pane.matrix()[n_ctx - 1]
+        best = int(row.argmax())
+        tokens = pane.tokens
+        assert len(tokens) == n_ctx and [t.id for t in tokens] == app.session.context_ids()
+        assert caption.startswith("▶ ") and " attends to " in caption
+        assert caption.split(" attends to ")[1].startswith(visible(tokens[best].text))
+        assert f"@{best} {row[best]:.2f}" in caption
         first = pane.weights.copy()
         await pilot.press("right_square_bracket")
         await pilot.pause(0.5)

@@ -13,21 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tokentui.engine.results import Candidate, Token
-
-CONTROL_GLYPHS = {"\n": "⏎", "\t": "⇥", "\r": "␍", " ": "·"}
-
-
-def visible(text: str) -> str:
-    """Whitespace and control characters made visible (the piece is never interpreted)."""
-    out = []
-    for ch in text:
-        if ch in CONTROL_GLYPHS:
-            out.append(CONTROL_GLYPHS[ch])
-        elif ord(ch) < 32 or ord(ch) == 127 or 0x80 <= ord(ch) < 0xA0:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+from tokentui.visible import visible
 
 
 def token_cell(token: Token) -> Text:

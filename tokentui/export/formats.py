@@ -17,26 +17,9 @@ from typing import Any
 
 from tokentui.engine.results import Candidate, StepResult
 from tokentui.engine.store import BranchRecord, SessionFile
+from tokentui.visible import visible
 
 FORMATS = ("jsonl", "html", "md")
-GLYPHS = {"\n": "⏎", "\t": "⇥", "\r": "␍", " ": "·"}
-
-
-def visible(text: str, *, glyphs: bool = True) -> str:
-    """Control characters as ``\\xNN`` (and whitespace as glyphs when ``glyphs``)."""
-    out = []
-    for ch in text:
-        if glyphs and ch in GLYPHS:
-            out.append(GLYPHS[ch])
-        elif ch in "\n\t ":
-            out.append(ch)
-        elif ord(ch) < 32 or ord(ch) == 127 or 0x80 <= ord(ch) < 0xA0 or ch in "\u2028\u2029":
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def export(sf: SessionFile, fmt: str) -> str:
     """The whole export as one string."""
     if fmt == "jsonl":

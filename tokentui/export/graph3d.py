@@ -18,6 +18,7 @@ import numpy as np
 
 from tokentui.engine.errors import ParameterError
 from tokentui.engine.results import Token
+from tokentui.visible import visible
 
 LAYOUT_SEED = 7
 COLOR_BY = ("layer", "weight")
@@ -33,12 +34,6 @@ class Edge:
     layer: int | None
     """None when the edge is the mean over layers."""
     weight: float
-
-
-def visible(text: str) -> str:
-    """Whitespace and control characters made visible."""
-    text = text.replace("\n", "⏎").replace("\t", "⇥").replace("\r", "␍").replace(" ", "·")
-    return "".join(f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
 def label(token: Token, position: int) -> str:

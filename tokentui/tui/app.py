@@ -56,7 +56,7 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 110, 30
 CHART_INTERVAL_S = 0.5
 """Charts redraw at most this often while generating."""
 ATTENTION_DEBOUNCE_S = 0.3
-SIDE_TABS = ("tab-params", "tab-attention", "tab-chart")
+SIDE_TABS = ("tab-params", "tab-attention", "tab-chart", "tab-constraint")
 
 
 @dataclass
@@ -90,6 +90,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         Binding("left_curly_bracket", "head(-1)", "Head-", show=False),
         Binding("right_curly_bracket", "head(1)", "Head+", show=False),
         Binding("v", "toggle_side", "Side panes", show=False),
+        Binding("t", "next_tab", "Tab"),
         Binding("i", "inside", "Inside"),
         Binding("f1", "explain", "Explain"),
         Binding("ctrl+s", "save_session", "Save", show=False),
@@ -283,7 +284,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         if self.session is None:
             return
         weights = await self.engine.call(self._attention_layer, pane.layer)
-        pane.set_weights(weights)
+        stream = self.query_one(TokenStream)
+        pane.set_weights(weights, tokens=[*stream.prompt_tokens, *(s.token for s in stream.steps)])
         self._focus_attention()
 
     # ----- messages ---------------------------------------------------------------------
@@ -528,6 +530,17 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.query_one("#body").toggle_class("-show-side")
         self.request_attention()
 
+    def action_next_tab(self) -> None:
+        """Cycle the side tabs (Params, Attention, Chart, Constraint) from the keyboard; on a
+        small terminal this also brings the side panes into view."""
+        tabs = self.query_one("#side", TabbedContent)
+        current = SIDE_TABS.index(tabs.active) if tabs.active in SIDE_TABS else -1
+        tabs.active = SIDE_TABS[(current + 1) % len(SIDE_TABS)]
+        body = self.query_one("#body")
+        if body.has_class("-compact") and not body.has_class("-show-side"):
+            body.add_class("-show-side")
+        self.request_attention()
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
@@ -666,6 +679,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             ("Previous head", "attention ({)", lambda: self.action_head(-1)),
             ("Side panes", "show parameters/attention/chart on small terminals (v)",
              self.action_toggle_side),
+            ("Next side tab", "Params, Attention, Chart, Constraint (t)", self.action_next_tab),
             ("Inside the model", "pieces, embedding, position, logit lens of the token (i)",
              self.action_inside),
             ("Explain this pane", "what the focused pane shows, in plain words (F1)",

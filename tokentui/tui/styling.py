@@ -11,8 +11,8 @@ import math
 from rich.style import Style
 from rich.text import Text
 
-from tokentui.cli.render import visible
 from tokentui.engine.results import StepResult, Token
+from tokentui.visible import visible
 
 COLOUR_MODES = ("bands", "probability", "entropy", "rank")
 """What colours completion tokens; ``c`` cycles through them."""

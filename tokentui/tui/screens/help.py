@@ -25,6 +25,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("{ / }", "attention: previous / next head (and the mean of all heads)"),
     ("c", "cycle the colours: bands, probability, entropy, rank"),
     ("v", "small terminals: show the side panes (parameters, attention, chart)"),
+    ("t", "next side tab: Params, Attention, Chart, Constraint"),
     ("tab / shift+tab", "focus the next / previous pane"),
     ("ctrl+p", "command palette: every action by name"),
     ("i", "inside the model at the token under the cursor (left / right: other tokens)"),

@@ -1,8 +1,9 @@
 """The attention pane: a half-block heatmap of one layer/head (or the head mean).
 
 Each character cell shows two query rows (upper half = first row). Rows are queries,
-columns are keys, for the whole sequence (prompt + completion). Only one layer's
-``(heads, T, T)`` weights are held at a time; the app fetches them lazily.
+columns are keys, for the whole sequence (prompt + completion). The last line names the
+focused token and the keys it attends to most, since a cell grid cannot carry labels. Only
+one layer's ``(heads, T, T)`` weights are held at a time; the app fetches them lazily.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from tokentui.engine.results import Token
+from tokentui.tui.styling import token_text
+
+TOP_KEYS = 3
+"""Keys named in the caption line."""
 LOW, HIGH = (13, 17, 23), (88, 166, 255)
 FOCUS_LOW, FOCUS_HIGH = (40, 30, 10), (255, 200, 60)
 """Ordinary rows in blue; the focused token's row in amber."""
@@ -44,6 +50,8 @@ class AttentionPane(Widget):
         self.n_heads = 0
         self.weights: np.ndarray | None = None
         """``(heads, T, T)`` of ``layer``, or None until computed."""
+        self.tokens: list[Token] = []
+        """The ``T`` tokens the weights are over (for the caption line)."""
         self.message = "attention appears once the model is loaded and a prompt is set"
         self.stale = True
         """The weights do not match the sequence any more (the app refetches when visible)."""
@@ -53,9 +61,11 @@ class AttentionPane(Widget):
         self.layer = min(self.layer, max(0, n_layers - 1))
         self._retitle()
 
-    def set_weights(self, weights: np.ndarray | None, message: str = "") -> None:
+    def set_weights(self, weights: np.ndarray | None, message: str = "",
+                    tokens: list[Token] | None = None) -> None:
         """New weights for the current layer (None with a message when unavailable)."""
         self.weights = weights
+        self.tokens = list(tokens or [])
         self.message = message
         self.stale = False
         self._retitle()
@@ -89,9 +99,9 @@ class AttentionPane(Widget):
         self.border_title = self.title
         if self.weights is not None:
             size = self.weights.shape[-1]
-            r0, _c0 = self.window(self.size.height * 2, max(1, self.size.width - 2), size)
-            self.border_subtitle = (f"{size} tokens · rows {r0 + 1}-{min(size, r0 + self.size.height * 2)}"
-                                    f" · ▶ cursor")
+            rows = self.grid_lines * 2
+            r0, _c0 = self.window(rows, max(1, self.size.width - 2), size)
+            self.border_subtitle = f"{size} tokens · rows {r0 + 1}-{min(size, r0 + rows)} · ▶ cursor"
         else:
             self.border_subtitle = ""
 
@@ -106,6 +116,33 @@ class AttentionPane(Widget):
         if self.head < 0 or self.head >= self.weights.shape[0]:
             return self.weights.mean(axis=0)
         return self.weights[self.head]
+
+    @property
+    def has_caption(self) -> bool:
+        size = self.weights.shape[-1] if self.weights is not None else 0
+        return self.size.height >= 4 and size > 0 and len(self.tokens) == size
+
+    @property
+    def grid_lines(self) -> int:
+        """Lines of heatmap (the caption takes the last line when there is one)."""
+        return max(1, self.size.height - 1) if self.has_caption else max(1, self.size.height)
+
+    def caption(self) -> Text:
+        """``▶ token attends to key @position weight · ...`` for the focused row of the shown matrix."""
+        matrix = self.matrix()
+        if matrix is None or not self.has_caption:
+            return Text()
+        focus = min(self.focus_row, matrix.shape[0] - 1)
+        row = matrix[focus, : focus + 1]
+        order = np.argsort(-row, kind="stable")[:TOP_KEYS]
+        parts: list[Text | str] = [Text("▶ ", style="bold #ffc83c"), token_text(self.tokens[focus]),
+                                   Text(f" @{focus} attends to ", style="#8b949e")]
+        for n, key in enumerate(order):
+            if n:
+                parts.append(Text(" · ", style="#6e7681"))
+            parts += [token_text(self.tokens[int(key)]),
+                      Text(f" @{int(key)} {float(row[key]):.2f}", style="#8b949e")]
+        return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
 
     def window(self, rows: int, cols: int, size: int) -> tuple[int, int]:
         """First query row and first key column shown, so the focused row is visible."""
@@ -122,10 +159,14 @@ class AttentionPane(Widget):
                 text = Text(self.message, style="#6e7681 italic")
                 return Strip(list(text.render(self.app.console))).crop(0, width).adjust_cell_length(width)
             return Strip.blank(width)
+        if self.has_caption and y == self.size.height - 1:
+            caption = self.caption()
+            caption.truncate(width, overflow="ellipsis")
+            return Strip(list(caption.render(self.app.console))).crop(0, width).adjust_cell_length(width)
         size = matrix.shape[0]
         gutter = 2
         cols = max(1, width - gutter)
-        rows = self.size.height * 2
+        rows = self.grid_lines * 2
         r0, c0 = self.window(rows, cols, size)
         top, bottom = r0 + 2 * y, r0 + 2 * y + 1
         focus = min(self.focus_row, size - 1)
