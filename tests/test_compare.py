@@ -60,13 +60,39 @@ def test_compare_aligns_at_the_fork(two_branches):
     assert cmp.to_json()["fork_at"] == 2
 
 
-def test_exact_kl_recomputes_full_distributions(two_branches):
-    approx = compare.compare_branches(two_branches, 0, 1)
-    exact = compare.compare_branches(two_branches, 0, 1, exact=True)
+def test_exact_kl_recomputes_full_distributions(two_branches, tiny_loaded):
+    import torch
+
+    s = two_branches
+    approx = compare.compare_branches(s, 0, 1)
+    exact = compare.compare_branches(s, 0, 1, exact=True)
     assert exact.kl_method == "exact"
     assert exact.steps[0].kl == pytest.approx(0.0, abs=1e-5)
-    for e, a in zip(exact.steps[1:], approx.steps[1:], strict=True):
-        assert e.kl >= 0 and a.kl >= 0
+
+    def log_p(ids):  # the model itself, no cache: the reference
+        with torch.no_grad():
+            out = tiny_loaded.model(input_ids=torch.tensor([list(ids)]), use_cache=False)
+        return torch.log_softmax(out.logits[0, -1].double(), -1)
+
+    a, b = s.branches[0].ids, s.branches[1].ids
+    for row in exact.steps:
+        i = row.index
+        la, lb = log_p(s.prompt_ids + a[:i]), log_p(s.prompt_ids + b[:i])
+        assert row.kl == pytest.approx(float((la.exp() * (la - lb)).sum()) / math.log(2),
+                                       rel=1e-4, abs=1e-4)
+    for e, a_ in zip(exact.steps[1:], approx.steps[1:], strict=True):
+        assert e.kl >= 0 and a_.kl >= 0
+
+
+def test_exact_kl_refuses_top_n_backends(two_branches, monkeypatch):
+    from dataclasses import replace
+
+    from tokentui.engine.errors import SessionError
+
+    backend = two_branches.backend
+    monkeypatch.setattr(backend, "capabilities", replace(backend.capabilities, full_vocab=False))
+    with pytest.raises(SessionError, match="exact KL needs full distributions"):
+        compare.compare_branches(two_branches, 0, 1, exact=True)
 
 
 def test_compare_unknown_branch(two_branches):

@@ -299,6 +299,13 @@ async def test_compare_view_aligns_two_branches_at_their_fork(make_app):
         assert "they part at position 1" in head
         detail = plain(screen.query_one("#compare-detail", Static))
         assert "p_base moved A → B" in detail and "A top-10" in detail and "B top-10" in detail
+        assert "k: exact" in head and cmp.kl_method == "top-n"
+        await pilot.press("k")  # the full distributions, recomputed on the engine thread
+        await settle(pilot)
+        exact = screen.comparison
+        assert exact is not None and exact.kl_method == "exact"
+        assert abs(exact.steps[0].kl) < 1e-5 and exact.steps[1].kl > 0
+        assert "KL exact" in plain(screen.query_one("#compare-head", Static))
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, CompareScreen)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,18 +145,32 @@ def mass_shifts(a: Distribution, b: Distribution, limit: int = 10) -> tuple[Mass
     return tuple(shifts[:limit])
 
 
-def _exact_log_probs(session: Any, branch: Any, start: int, stop: int) -> list[Any]:
-    """Full-vocabulary log p_base for positions ``start..stop-1`` of ``branch`` (one cached pass)."""
+def _exact_log_probs(session: Any, branch: Any, start: int, stop: int) -> Iterator[Any]:
+    """Full-vocabulary log p_base for positions ``start..stop-1`` of ``branch``, one at a time
+    (the backend's cache makes each a one-token forward)."""
     import torch
 
     ctx = session.prompt_ids
-    out = []
     with session.lock:
-        for i in range(start, stop):
-            logits = session.backend.next_logits(ctx + branch.ids[:i]).logits
-            out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
-        session._peeked = None
-    return out
+        try:
+            for i in range(start, stop):
+                logits = session.backend.next_logits(ctx + branch.ids[:i]).logits
+                yield torch.log_softmax(logits.float(), dim=-1).cpu()
+        finally:
+            session._peeked = None
+
+
+def exact_kl_bits(session: Any, a: Any, b: Any, start: int, stop: int) -> list[float]:
+    """``KL(p_A || p_B)`` in bits of the full next-token distributions at ``start..stop-1``.
+
+    Branch A's distributions are held (one vocabulary-sized vector per position), B's are
+    streamed against them. Needs a backend that returns the whole vocabulary."""
+    if not session.backend.capabilities.full_vocab:
+        raise SessionError("exact KL needs full distributions; this backend returns only the "
+                           "top-N (the estimate from the recorded top-N is shown instead)")
+    la = list(_exact_log_probs(session, a, start, stop))
+    return [float((x.exp() * (x - y)).sum()) / LN2
+            for x, y in zip(la, _exact_log_probs(session, b, start, stop), strict=True)]
 
 
 def compare_branches(session: Any, a: int, b: int, *, exact: bool = False,
@@ -184,9 +198,7 @@ def compare_branches(session: Any, a: int, b: int, *, exact: bool = False,
     both = min(len(ba), len(bb))
     exact_kl: list[float] = []
     if exact and both > fork:
-        la = _exact_log_probs(session, ba, fork, both)
-        lb = _exact_log_probs(session, bb, fork, both)
-        exact_kl = [float((x.exp() * (x - y)).sum()) / LN2 for x, y in zip(la, lb, strict=True)]
+        exact_kl = exact_kl_bits(session, ba, bb, fork, both)
     rows = []
     for i in range(fork, longest):
         sa = ba.steps[i] if i < len(ba) else None

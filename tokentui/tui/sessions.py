@@ -356,12 +356,20 @@ class SessionsMixin:
             return
         await self.push_screen(CompareScreen(infos))
 
-    async def on_compare_screen_pick(self: Any, message: CompareScreen.Pick) -> None:
-        session = self.session
+    def on_compare_screen_pick(self: Any, message: CompareScreen.Pick) -> None:
+        self.run_comparison(message.a, message.b, message.exact)
+
+    @work(exclusive=True, exit_on_error=False, group="compare")
+    async def run_comparison(self: Any, a: int, b: int, exact: bool) -> None:
+        """Compare on the engine thread (the exact KL runs the model at every position)."""
         try:
-            cmp = await self.engine.call(compare_branches, session, message.a, message.b)
+            cmp = await self.engine.call(compare_branches, self.session, a, b, exact=exact)
         except TokentuiError as exc:
             self.show_error(str(exc))
+            if isinstance(self.screen, CompareScreen):
+                self.screen.notify(str(exc), severity="error")
+                if self.screen.comparison is not None:
+                    self.screen.show(self.screen.comparison)  # back to the estimate
             return
         if isinstance(self.screen, CompareScreen):
             self.screen.show(cmp)

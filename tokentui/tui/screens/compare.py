@@ -98,14 +98,16 @@ class CompareScreen(ModalScreen[None]):
         Binding("escape", "close", "Close"),
         Binding("space", "mark", "Mark"),
         Binding("enter", "compare", "Compare"),
+        Binding("k", "exact", "Exact KL"),
     ]
 
     @dataclass
     class Pick(Message):
-        """Compare branch ``a`` with branch ``b``."""
+        """Compare branch ``a`` with branch ``b`` (``exact``: recompute the full distributions)."""
 
         a: int
         b: int
+        exact: bool = False
 
     def __init__(self, infos: Sequence[BranchInfo]) -> None:
         super().__init__()
@@ -186,8 +188,10 @@ class CompareScreen(ModalScreen[None]):
         head.append(f"A: {names.get(cmp.a, cmp.a)}", style="bold cyan")
         head.append("  vs  ")
         head.append(f"B: {names.get(cmp.b, cmp.b)}", style="bold magenta")
+        kl = ("KL exact, from the full distributions" if cmp.kl_method == "exact"
+              else "KL estimated from the recorded top-N · k: exact (runs the model)")
         head.append(f"  · they part at position {cmp.fork_at} after {len(cmp.shared)} shared tokens"
-                    f" · KL from the recorded top-N ({cmp.kl_method})\n")
+                    f" · {kl}\n")
         grid = Table.grid()
         grid.add_row(head)
         if cmp.fork:
@@ -205,9 +209,19 @@ class CompareScreen(ModalScreen[None]):
         for w in ("#compare-head", "#compare-steps", "#compare-detail"):
             self.query_one(w).remove_class("-hidden")
         self.query_one("#compare-help", Static).update(
-            Text("up/down: a step · escape: close · ~ marks a probability estimated from the top-N"))
+            Text("up/down: a step · k: exact KL · escape: close · ~ marks a probability estimated "
+                 "from the top-N"))
         steps.focus()
         self._detail(0)
+
+    def action_exact(self) -> None:
+        """Recompute KL from the full next-token distributions (two forwards per position)."""
+        cmp = self.comparison
+        if cmp is None or cmp.kl_method == "exact":
+            return
+        self.query_one("#compare-help", Static).update(
+            Text("computing the exact KL: one forward per position of each branch …"))
+        self.post_message(self.Pick(cmp.a, cmp.b, exact=True))
 
     @staticmethod
     def _cells(step: StepResult | None) -> tuple[Text, Text, Text]:
