@@ -130,3 +130,69 @@ async def test_export_graph_writes_html(make_app, tmp_path, monkeypatch):
         assert len(files) == 1
         assert "plotly" in files[0].read_text(encoding="utf-8").lower()
         assert f"wrote {files[0]}" in status_text(app)
+
+
+async def test_options_dialog_and_json_dump(make_app, tmp_path, monkeypatch):
+    """``o`` sets method, reduction, steps and baseline (validated by the engine); ``J`` saves
+    the shown attribution, scores and options, as JSON in the current directory."""
+    import json
+
+    from textual.widgets import Input, Select
+
+    from tokentui.engine.attribution import AttributionConfig
+    from tokentui.tui.screens.attribution_options import AttributionOptionsScreen
+
+    monkeypatch.chdir(tmp_path)
+    app = make_app(params=SamplingParams(seed=7, max_new_tokens=8))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await step(pilot, 3)
+        await pilot.press("J")  # nothing shown yet
+        assert "no attribution shown" in status_text(app) and not list(tmp_path.glob("*.json"))
+        await pilot.press("a")
+        await settle(pilot)
+        target = app.attribution.target
+
+        await pilot.press("o")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, AttributionOptionsScreen)
+        # enter on an open list picks the entry, it does not apply the dialog
+        await pilot.press("space", "down", "enter")
+        await pilot.pause()
+        assert app.screen is screen and screen.query_one("#option-method", Select).value == CYCLE[1]
+        screen.query_one("#option-method", Select).value = "integrated_gradients"
+        screen.query_one("#option-aggregation", Select).value = "sum"
+        screen.query_one("#option-steps", Input).value = "0"
+        screen.query_one("#option-baseline", Input).value = "eos"
+        await pilot.press("enter")  # a bad value: named, nothing applied
+        await pilot.pause()
+        assert app.screen is screen
+        assert "steps must be between 1 and 1024" in str(screen.query_one("#options-error").render())
+        screen.query_one("#option-steps", Input).value = "4"
+        await pilot.press("enter")
+        await settle(pilot)
+        expected = AttributionConfig(method="integrated_gradients", aggregation="sum", n_steps=4,
+                                     baseline="eos")
+        assert app.attribution_config == expected
+        shown = app.attribution  # recomputed with the new options
+        assert shown.config == expected and shown.target == target
+        ids = app.session.context_ids()
+        direct = attribute_token(app.backend, ids[:target + 1], target, expected)
+        assert shown.result.scores == pytest.approx(direct.scores, rel=1e-4, abs=1e-6)
+        assert "integrated_gradients · sum · 4 steps · baseline eos" in status_text(app)
+
+        await pilot.press("J")
+        files = list(tmp_path.glob("tokentui-attribution-*.json"))
+        assert len(files) == 1 and f"saved {files[0].name}" in status_text(app)
+        data = json.loads(files[0].read_text())
+        assert data["options"] == {"method": "integrated_gradients", "aggregation": "sum",
+                                   "baseline": "eos", "n_steps": 4}
+        assert data["target_position"] == target
+        assert data["scores"] == pytest.approx(list(direct.scores), rel=1e-4, abs=1e-6)
+
+        await pilot.press("o")
+        await pilot.pause()
+        await pilot.press("escape")  # cancel keeps everything
+        await pilot.pause()
+        assert app.attribution_config == expected

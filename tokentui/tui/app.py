@@ -103,6 +103,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         Binding("X", "explore", "Explore", show=False),
         Binding("a", "attribute", "Attribute"),
         Binding("A", "attribution_method", "Method", show=False),
+        Binding("o", "attribution_options", "Attribution options", show=False),
+        Binding("J", "save_attribution", "Save attribution", show=False),
         Binding("e", "export_graph", "Graph", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit_app", "Quit"),
@@ -652,7 +654,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             self.set_timer(ATTENTION_DEBOUNCE_S, self._fetch_if_stale, name="attention")
 
     def _fetch_if_stale(self) -> None:
-        if self.query_one(AttentionPane).stale and self.attention_visible() and not self.generating:
+        panes = self.query(AttentionPane)  # the timer can fire while the app is closing
+        if panes and panes.first().stale and self.attention_visible() and not self.generating:
             self.fetch_attention()
 
     def _focus_attention(self) -> None:
@@ -688,6 +691,10 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
              self.action_attribute),
             ("Attribution method", "saliency, input x gradient, integrated gradients, ... (A)",
              self.action_attribution_method),
+            ("Attribution options", "method, per-token reduction, steps, baseline (o)",
+             self.action_attribution_options),
+            ("Save attribution", "the shown attribution as JSON in the current directory (J)",
+             self.action_save_attribution),
             ("Export attention graph", "a 3D HTML file of the attention (e)", self.action_export_graph),
             ("Help", "keys and panes (?)", self.action_help),
         ):

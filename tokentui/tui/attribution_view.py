@@ -4,14 +4,16 @@
 :func:`~tokentui.engine.attribution.attribute_token` on the engine thread; the stream then
 colours each earlier token by its normalised ``|score|`` (a heat scale, or the mono glyph
 styles under NO_COLOR) and marks the target. ``a`` on the same token or ``escape`` clears
-it; ``A`` cycles the method. ``e`` writes the attention graph of the sequence to HTML.
+it; ``A`` cycles the method, ``o`` sets every option, ``J`` saves the shown attribution as
+JSON. ``e`` writes the attention graph of the sequence to HTML.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from rich.style import Style
 from rich.text import Text
 from textual import work
 
-from tokentui.engine.attribution import METHODS, TokenAttribution, attribute_token
+from tokentui.engine.attribution import METHODS, AttributionConfig, TokenAttribution, attribute_token
+from tokentui.engine.files import atomic_write_text
+from tokentui.tui.screens.attribution_options import AttributionOptionsScreen
 from tokentui.tui.styling import MONO_BAND_STYLES
 from tokentui.tui.widgets.status import StatusLine
 from tokentui.tui.widgets.token_stream import TokenStream
@@ -35,6 +39,26 @@ MONO_HEAT = (MONO_BAND_STYLES[2], MONO_BAND_STYLES[1], MONO_BAND_STYLES[0], MONO
 TARGET_STYLE = Style(color="#58a6ff", bold=True, underline=True)
 MONO_TARGET_STYLE = Style(bold=True, italic=True, underline=True)
 LATER_STYLE = Style(color="#484f58")
+
+
+def describe(config: AttributionConfig) -> str:
+    """``integrated_gradients · l2 · 16 steps · baseline pad``: what matters for the method."""
+    parts = [config.method, config.aggregation_name]
+    options = config.to_json()
+    if "n_steps" in options:
+        parts.append(f"{config.n_steps} steps")
+    if "baseline" in options:
+        parts.append(f"baseline {config.baseline}")
+    return " · ".join(parts)
+
+
+def _free_path(folder: Path, stem: str, suffix: str) -> Path:
+    """``stem.suffix`` in ``folder``, or ``stem-2.suffix``... when taken."""
+    path, n = folder / f"{stem}{suffix}", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}{suffix}"
+    return path
 
 
 def heat_style(value: float, *, mono: bool) -> Style:
@@ -55,6 +79,8 @@ class AttributionOverlay:
     prefix: tuple[int, ...]
     """Token ids ``0..target`` it was computed on."""
     mono: bool = False
+    config: AttributionConfig = field(default_factory=AttributionConfig)
+    """The options it was computed with (saved beside the scores)."""
 
     @property
     def target(self) -> int:
@@ -85,8 +111,8 @@ class AttributionOverlay:
 class AttributionMixin:
     """Actions ``attribute`` (a), ``attribution_method`` (A), ``export_graph`` (e) for TokenApp."""
 
-    attribution_method: str = CYCLE[0]
-    """The method ``a`` uses; ``A`` cycles it."""
+    attribution_config: AttributionConfig = AttributionConfig(method=CYCLE[0])
+    """How ``a`` attributes: ``A`` cycles the method, ``o`` edits every option."""
     attribution: AttributionOverlay | None = None
     """The attribution shown in the stream, or None."""
 
@@ -95,6 +121,14 @@ class AttributionMixin:
     backend: Any
     engine: Any
     no_color: bool
+
+    @property
+    def attribution_method(self) -> str:
+        return self.attribution_config.method
+
+    @attribution_method.setter
+    def attribution_method(self, method: str) -> None:
+        self.attribution_config = replace(self.attribution_config, method=method)
 
     def _status(self, text: str) -> None:
         self.query_one(StatusLine).info(text)  # type: ignore[attr-defined]
@@ -151,10 +185,41 @@ class AttributionMixin:
             self._status(f"attribution method: {self.attribution_method} "
                          f"({METHODS[self.attribution_method].summary}) · a: attribute the cursor's token")
 
+    def action_attribution_options(self) -> None:
+        """Method, per-token reduction, steps and baseline in one dialog."""
+
+        def chosen(config: AttributionConfig | None) -> None:
+            if config is None:
+                return
+            self.attribution_config = config
+            shown = self.attribution
+            if shown is not None and self.session is not None and not self._busy():  # type: ignore[attr-defined]
+                self.compute_attribution(shown.target)
+            else:
+                self._status(f"attribution: {describe(config)} · a: attribute the cursor's token")
+
+        self.push_screen(AttributionOptionsScreen(self.attribution_config), chosen)  # type: ignore[attr-defined]
+
+    def action_save_attribution(self) -> None:
+        """Write the shown attribution (scores, tokens, options) as JSON in the current directory."""
+        shown = self.attribution
+        if shown is None:
+            self._status("no attribution shown: move onto a generated token and press a first")
+            return
+        path = _free_path(Path.cwd(), f"tokentui-attribution-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
+        data = {**shown.result.to_json(), "options": shown.config.to_json()}
+        try:
+            atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            self.query_one(StatusLine).error(f"attribution not saved: {exc}")  # type: ignore[attr-defined]
+            return
+        self._status(f"saved {path.name} in the current directory (attribution of position {shown.target})")
+
     @work(exclusive=True, exit_on_error=False, group="attribution")
     async def compute_attribution(self, target: int) -> None:
         """Score every token before ``target`` (sequence position) on the engine thread."""
-        method = self.attribution_method
+        config = self.attribution_config
+        method = config.method
         if (why := self._unsupported(method)) is not None:
             self.query_one(StatusLine).error(why)  # type: ignore[attr-defined]
             return
@@ -162,18 +227,19 @@ class AttributionMixin:
         ids = [t.id for t in stream.prompt_tokens] + [s.token.id for s in stream.steps]
         self._status(f"attributing position {target} with {method}…")
         backend = self.backend
-        result = await self.engine.call(lambda: attribute_token(backend, ids[:target + 1], target, method))
-        self.attribution = AttributionOverlay(result, tuple(ids[:target + 1]), mono=stream.mono)
+        result = await self.engine.call(lambda: attribute_token(backend, ids[:target + 1], target, config))
+        self.attribution = AttributionOverlay(result, tuple(ids[:target + 1]), mono=stream.mono,
+                                              config=config)
         stream.overlay = self.attribution
         stream.border_subtitle = self.attribution.legend()
         stream.relayout()
         top = max(range(len(result.scores)), key=lambda i: result.normalized[i], default=None)
-        line = f"attribution of position {target} ({method}, {result.elapsed_ms:.0f} ms)"
+        line = f"attribution of position {target} ({describe(config)}, {result.elapsed_ms:.0f} ms)"
         if top is not None:
             line += f" · strongest: position {top}"
         if result.note:
             line += f" · {result.note}"
-        self._status(line + " · a / escape: clear · A: method")
+        self._status(line + " · a / escape: clear · A: method · o: options · J: save JSON")
 
     def action_export_graph(self) -> None:
         """Write the 3D attention graph of the sequence to an HTML file here."""
@@ -188,12 +254,7 @@ class AttributionMixin:
     @work(exclusive=True, exit_on_error=False, group="export")
     async def export_graph_file(self) -> None:
         session = self.session
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path.cwd() / f"tokentui-graph-{stamp}.html"
-        n = 1
-        while path.exists():
-            n += 1
-            path = Path.cwd() / f"tokentui-graph-{stamp}-{n}.html"
+        path = _free_path(Path.cwd(), f"tokentui-graph-{time.strftime('%Y%m%d-%H%M%S')}", ".html")
         self._status("exporting the attention graph…")
 
         def job() -> Path:

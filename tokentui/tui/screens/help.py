@@ -40,6 +40,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("X", "explore: branch at the N most critical positions automatically, as a tree"),
     ("a", "attribution: colour earlier tokens by how much they drove the cursor's token (again: clear)"),
     ("A", "cycle the attribution method: saliency, input x gradient, IG, SHAP, attention"),
+    ("o", "attribution options: method, per-token reduction (l2/sum), IG steps, baseline"),
+    ("J", "save the shown attribution as JSON to tokentui-attribution-<time>.json here"),
     ("e", "export the 3D attention graph of the sequence to tokentui-graph-<time>.html here"),
     ("?", "this help"),
     ("q", "quit (asks when branches would be lost)"),
