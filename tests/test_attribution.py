@@ -126,6 +126,14 @@ def test_bad_config(kwargs, message):
         attr.AttributionConfig(**kwargs)
 
 
+def test_baseline_token_id_must_be_in_the_vocabulary(tiny_backend, ids):
+    vocab = len(tiny_backend.tokenizer)
+    assert attr.baseline_id(tiny_backend.tokenizer, vocab - 1) == vocab - 1
+    for bad in (vocab, 10**9):
+        with pytest.raises(ParameterError, match="outside the vocabulary"):
+            attr.attribute_token(tiny_backend, ids, 3, "integrated_gradients", baseline=bad, n_steps=2)
+
+
 def test_bad_position_and_deeplift_refusal(tiny_backend, ids):
     with pytest.raises(ParameterError, match="out of range"):
         attr.attribute_token(tiny_backend, ids, 0, "saliency")

@@ -154,3 +154,18 @@ def test_explore_stops_when_asked(tiny_session):
     result = compare.explore(tiny_session, positions=2, alternatives=2, tokens=3, stop_event=stop)
     assert result.cancelled and result.branches == ()
     assert len(tiny_session.branches) == 1
+
+
+def test_exact_kl_stops_when_cancelled(two_branches):
+    import threading
+
+    from tokentui.engine.errors import Cancelled
+
+    cancel = threading.Event()
+    cancel.set()
+    before = two_branches.backend.forward_tokens
+    with pytest.raises(Cancelled, match="stopped"):
+        compare.compare_branches(two_branches, 0, 1, exact=True, cancel=cancel)
+    assert two_branches.backend.forward_tokens == before  # nothing ran
+    assert two_branches.lock.acquire(blocking=False)  # and the lock is free again
+    two_branches.lock.release()

@@ -24,3 +24,4 @@ def test_pieces_are_shown_exactly(piece, shown):
 
 def test_without_glyphs_whitespace_stays_but_controls_do_not():
     assert visible(" a\n\tb\x1b", glyphs=False) == " a\n\tb\\x1b"
+    assert visible("name\rx", glyphs=False) == "name\\x0dx"  # a lone CR splits no line

@@ -18,7 +18,7 @@ def visible(text: str, *, glyphs: bool = True) -> str:
         code = ord(ch)
         if glyphs and ch in GLYPHS:
             out.append(GLYPHS[ch])
-        elif ch in "\n\t\r ":
+        elif ch in "\n\t ":  # a lone \r would end a Markdown line or a <pre> line: escaped
             out.append(ch)
         elif code < 32 or code == 127 or 0x80 <= code < 0xA0:
             out.append(f"\\x{code:02x}")

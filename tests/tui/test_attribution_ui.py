@@ -170,6 +170,12 @@ async def test_options_dialog_and_json_dump(make_app, tmp_path, monkeypatch):
         assert app.screen is screen
         assert "steps must be between 1 and 1024" in str(screen.query_one("#options-error").render())
         screen.query_one("#option-steps", Input).value = "4"
+        screen.query_one("#option-baseline", Input).value = "²"  # a digit, but no token id
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is screen and app.is_running
+        assert "unknown baseline" in str(screen.query_one("#options-error").render())
+        screen.query_one("#option-baseline", Input).value = "eos"
         await pilot.press("enter")
         await settle(pilot)
         expected = AttributionConfig(method="integrated_gradients", aggregation="sum", n_steps=4,

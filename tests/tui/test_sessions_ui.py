@@ -300,6 +300,11 @@ async def test_compare_view_aligns_two_branches_at_their_fork(make_app):
         detail = plain(screen.query_one("#compare-detail", Static))
         assert "p_base moved A → B" in detail and "A top-10" in detail and "B top-10" in detail
         assert "k: exact" in head and cmp.kl_method == "top-n"
+        app.model_off = True  # the exact KL needs the model: refused on the dialog, nothing lost
+        await pilot.press("k")
+        await settle(pilot)
+        assert screen.comparison is cmp and not screen.pending and app.screen is screen
+        app.model_off = False
         await pilot.press("k")  # the full distributions, recomputed on the engine thread
         await settle(pilot)
         exact = screen.comparison

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tokentui.engine.files import json_text
 from tokentui.engine.results import Candidate, Token
 from tokentui.visible import visible
 
@@ -20,19 +19,8 @@ def token_cell(token: Token) -> Text:
     return Text(visible(token.text), style="bold magenta" if token.special else "")
 
 
-def _finite(data: Any) -> Any:
-    """JSON has no Infinity/NaN: a logit of -inf (a forced token outside a server's top N) becomes null."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
-    return data
-
-
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(_finite(data), ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.write(json_text(data) + "\n")
     sys.stdout.flush()
 
 

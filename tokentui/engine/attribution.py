@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from tokentui.engine import attention as attn
-from tokentui.engine.errors import ParameterError, TokentuiError
+from tokentui.engine.errors import Cancelled, ParameterError
 from tokentui.engine.prompts import TokenTable
 from tokentui.engine.results import Token
 
@@ -34,7 +34,7 @@ Progress = Callable[[int, int], None]
 """``progress(done_rows, total_rows)`` after each batch of the association matrix."""
 
 
-class AttributionCancelled(TokentuiError):
+class AttributionCancelled(Cancelled):
     """The association matrix was cancelled before it finished."""
 
 
@@ -245,8 +245,12 @@ def target_logprob(model: Any, positions: torch.Tensor, targets: torch.Tensor, *
 
 def baseline_id(tokenizer: Any, baseline: str | int) -> int:
     """The token id every input token is replaced by in the baseline."""
-    if isinstance(baseline, int) or (isinstance(baseline, str) and baseline.isdigit()):
-        return int(baseline)
+    if isinstance(baseline, int) or (isinstance(baseline, str) and baseline.isascii()
+                                      and baseline.isdigit()):
+        token_id, vocab = int(baseline), len(tokenizer)
+        if not 0 <= token_id < vocab:
+            raise ParameterError(f"baseline token id {token_id} is outside the vocabulary (0..{vocab - 1})")
+        return token_id
     name = {"pad": "pad_token_id", "eos": "eos_token_id", "unk": "unk_token_id"}[baseline]
     token_id = getattr(tokenizer, name, None)
     if token_id is None and baseline == "pad":

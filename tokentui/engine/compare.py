@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tokentui.engine.errors import ConstraintError, SessionError
+from tokentui.engine.errors import Cancelled, ConstraintError, SessionError
 from tokentui.engine.results import Candidate, Distribution, StepResult, Token
 
 LN2 = math.log(2.0)
@@ -145,36 +145,41 @@ def mass_shifts(a: Distribution, b: Distribution, limit: int = 10) -> tuple[Mass
     return tuple(shifts[:limit])
 
 
-def _exact_log_probs(session: Any, branch: Any, start: int, stop: int) -> Iterator[Any]:
+def _exact_log_probs(session: Any, branch: Any, start: int, stop: int,
+                     cancel: threading.Event | None) -> Iterator[Any]:
     """Full-vocabulary log p_base for positions ``start..stop-1`` of ``branch``, one at a time
-    (the backend's cache makes each a one-token forward)."""
+    (the backend's cache makes each a one-token forward). The caller holds ``session.lock``."""
     import torch
 
     ctx = session.prompt_ids
+    for i in range(start, stop):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("exact KL stopped")
+        logits = session.backend.next_logits(ctx + branch.ids[:i]).logits
+        yield torch.log_softmax(logits.float(), dim=-1).cpu()
+
+
+def exact_kl_bits(session: Any, a: Any, b: Any, start: int, stop: int,
+                  cancel: threading.Event | None = None) -> list[float]:
+    """``KL(p_A || p_B)`` in bits of the full next-token distributions at ``start..stop-1``.
+
+    Branch A's distributions are held (one vocabulary-sized vector per position), B's are
+    streamed against them. Needs a backend that returns the whole vocabulary; ``cancel``
+    stops it between positions (``Cancelled``)."""
+    if not session.backend.capabilities.full_vocab:
+        raise SessionError("exact KL needs full distributions; this backend returns only the "
+                           "top-N (the estimate from the recorded top-N is shown instead)")
     with session.lock:
         try:
-            for i in range(start, stop):
-                logits = session.backend.next_logits(ctx + branch.ids[:i]).logits
-                yield torch.log_softmax(logits.float(), dim=-1).cpu()
+            la = list(_exact_log_probs(session, a, start, stop, cancel))
+            return [float((x.exp() * (x - y)).sum()) / LN2
+                    for x, y in zip(la, _exact_log_probs(session, b, start, stop, cancel), strict=True)]
         finally:
             session._peeked = None
 
 
-def exact_kl_bits(session: Any, a: Any, b: Any, start: int, stop: int) -> list[float]:
-    """``KL(p_A || p_B)`` in bits of the full next-token distributions at ``start..stop-1``.
-
-    Branch A's distributions are held (one vocabulary-sized vector per position), B's are
-    streamed against them. Needs a backend that returns the whole vocabulary."""
-    if not session.backend.capabilities.full_vocab:
-        raise SessionError("exact KL needs full distributions; this backend returns only the "
-                           "top-N (the estimate from the recorded top-N is shown instead)")
-    la = list(_exact_log_probs(session, a, start, stop))
-    return [float((x.exp() * (x - y)).sum()) / LN2
-            for x, y in zip(la, _exact_log_probs(session, b, start, stop), strict=True)]
-
-
 def compare_branches(session: Any, a: int, b: int, *, exact: bool = False,
-                     top: int = 10) -> BranchComparison:
+                     top: int = 10, cancel: threading.Event | None = None) -> BranchComparison:
     """Align branches ``a`` and ``b`` at their fork and compare them position by position.
 
     With ``exact`` the full next-token distributions are recomputed through the backend (two
@@ -198,7 +203,7 @@ def compare_branches(session: Any, a: int, b: int, *, exact: bool = False,
     both = min(len(ba), len(bb))
     exact_kl: list[float] = []
     if exact and both > fork:
-        exact_kl = exact_kl_bits(session, ba, bb, fork, both)
+        exact_kl = exact_kl_bits(session, ba, bb, fork, both, cancel)
     rows = []
     for i in range(fork, longest):
         sa = ba.steps[i] if i < len(ba) else None

@@ -27,3 +27,7 @@ class SessionError(TokentuiError):
 
 class ConstraintError(TokentuiError):
     """A constraint is invalid or forbids what was asked."""
+
+
+class Cancelled(TokentuiError):
+    """The user stopped a long computation before it finished."""

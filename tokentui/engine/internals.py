@@ -495,10 +495,12 @@ class Inspector:
 
     def fused_embedding_row(self, token_id: int) -> torch.Tensor | None:
         """The input-embedding row to multiply inside the lens matmul, when that gives the
-        nearest-token dot products (tied, bias-free unembedding) and they are not cached yet."""
+        nearest-token dot products (tied, bias-free, float32 unembedding) and they are not
+        cached yet."""
         head = self.model.get_output_embeddings()
         weight = self.model.get_input_embeddings().weight
-        tied = _plain_linear(head) and head.weight is weight
+        # float32 only: in bf16/fp16 the products would round and change the neighbours.
+        tied = _plain_linear(head) and head.weight is weight and weight.dtype == torch.float32
         if not tied or self._embedding_key(token_id, NEAREST) in self._embeddings:
             return None
         return weight[int(token_id)]
@@ -599,7 +601,8 @@ def temperature_sweep(
     """Sweep the temperature over one logits vector, after the penalties the pipeline applies.
 
     At the current temperature (with the filters off) the probabilities equal the pipeline's
-    ``p_final`` exactly: the same ``sampling.process`` produces the penalised scores.
+    ``p_final``: the same ``sampling.penalize`` produces the penalised scores (bit for bit on
+    the CPU; a GPU may divide by the temperature as a multiply, a last-bit difference).
     """
     logits = logits.float()
     scores = sampling.penalize(logits, context_ids, completion_ids, params)

@@ -229,7 +229,7 @@ def top_p_removed(scores: torch.Tensor, top_p: float) -> torch.Tensor:
     the warper's own ``torch.sort`` code so the same tokens go.
     """
     if scores.device.type == "cpu" and scores.dtype == torch.float32:
-        values = torch.from_numpy(np.sort(scores.numpy()))
+        values = torch.from_numpy(np.sort(scores.detach().numpy()))
         sorted_remove = values.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
         n_removed = min(int(sorted_remove.sum()), values.shape[-1] - 1)
         if n_removed == 0:

@@ -200,11 +200,13 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
                     branch_index=ids.index(session.current_id) + 1, branch_count=len(ids),
                     n_tokens_all=sum(len(b) for b in session.branches.values()))
 
-    def _attention_layer(self, layer: int) -> np.ndarray:
+    def _attention_layer(self, layer: int) -> tuple[np.ndarray, list[Token]]:
+        """One layer's ``(heads, T, T)`` weights and the ``T`` tokens they were computed on."""
         session = self.session
         assert session is not None
-        full = session.backend.attention_matrix(session.context_ids())
-        return full[layer].numpy().copy()
+        ids = session.context_ids()
+        full = session.backend.attention_matrix(ids)
+        return full[layer].numpy().copy(), [session.tokens(i) for i in ids]
 
     # ----- workers -------------------------------------------------------------------
     @work(exclusive=True, exit_on_error=False, group="load")
@@ -285,9 +287,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         pane = self.query_one(AttentionPane)
         if self.session is None:
             return
-        weights = await self.engine.call(self._attention_layer, pane.layer)
-        stream = self.query_one(TokenStream)
-        pane.set_weights(weights, tokens=[*stream.prompt_tokens, *(s.token for s in stream.steps)])
+        weights, tokens = await self.engine.call(self._attention_layer, pane.layer)
+        pane.set_weights(weights, tokens=tokens)
         self._focus_attention()
 
     # ----- messages ---------------------------------------------------------------------

@@ -10,7 +10,6 @@ JSON. ``e`` writes the attention graph of the sequence to HTML.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,7 @@ from rich.text import Text
 from textual import work
 
 from tokentui.engine.attribution import METHODS, AttributionConfig, TokenAttribution, attribute_token
-from tokentui.engine.files import atomic_write_text
+from tokentui.engine.files import atomic_write_text, json_text
 from tokentui.tui.screens.attribution_options import AttributionOptionsScreen
 from tokentui.tui.styling import MONO_BAND_STYLES
 from tokentui.tui.widgets.status import StatusLine
@@ -206,10 +205,11 @@ class AttributionMixin:
         if shown is None:
             self._status("no attribution shown: move onto a generated token and press a first")
             return
-        path = _free_path(Path.cwd(), f"tokentui-attribution-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
         data = {**shown.result.to_json(), "options": shown.config.to_json()}
         try:
-            atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            path = _free_path(Path.cwd(), f"tokentui-attribution-{time.strftime('%Y%m%d-%H%M%S')}",
+                              ".json")
+            atomic_write_text(path, json_text(data, indent=2) + "\n")
         except OSError as exc:
             self.query_one(StatusLine).error(f"attribution not saved: {exc}")  # type: ignore[attr-defined]
             return

@@ -357,22 +357,31 @@ class SessionsMixin:
         await self.push_screen(CompareScreen(infos))
 
     def on_compare_screen_pick(self: Any, message: CompareScreen.Pick) -> None:
-        self.run_comparison(message.a, message.b, message.exact)
+        screen = self.screen
+        if not isinstance(screen, CompareScreen):
+            return
+        if message.exact and self.model_off:
+            screen.failed("the model is off (ctrl+l): the exact KL needs it")
+            return
+        self.run_comparison(screen, message.a, message.b, message.exact)
 
     @work(exclusive=True, exit_on_error=False, group="compare")
-    async def run_comparison(self: Any, a: int, b: int, exact: bool) -> None:
-        """Compare on the engine thread (the exact KL runs the model at every position)."""
+    async def run_comparison(self: Any, screen: CompareScreen, a: int, b: int, exact: bool) -> None:
+        """Compare on the engine thread (the exact KL runs the model at every position); the
+        result goes to the screen that asked, only while it is still open."""
+        cancel = threading.Event()
+        screen.cancel = cancel
         try:
-            cmp = await self.engine.call(compare_branches, self.session, a, b, exact=exact)
-        except TokentuiError as exc:
-            self.show_error(str(exc))
-            if isinstance(self.screen, CompareScreen):
-                self.screen.notify(str(exc), severity="error")
-                if self.screen.comparison is not None:
-                    self.screen.show(self.screen.comparison)  # back to the estimate
+            cmp = await self.engine.call(compare_branches, self.session, a, b, exact=exact, cancel=cancel)
+        except Exception as exc:  # every failure becomes one line, on the dialog too
+            text = str(exc) if isinstance(exc, TokentuiError) else f"{type(exc).__name__}: {exc}"
+            if not cancel.is_set():
+                self.show_error(text)
+            if self.screen is screen:
+                screen.failed(text)
             return
-        if isinstance(self.screen, CompareScreen):
-            self.screen.show(cmp)
+        if self.screen is screen:
+            screen.show(cmp)
 
     def action_next_critical(self: Any) -> None:
         """Move the cursor to the next of the 10 most critical tokens (wrapping)."""

@@ -82,7 +82,8 @@ class AttributionOptionsScreen(ModalScreen[AttributionConfig | None]):
             steps = int(steps_text)
         except ValueError:
             raise ParameterError(f"steps must be a whole number, got {steps_text!r}") from None
-        baseline: str | int = int(baseline_text) if baseline_text.isdigit() else baseline_text
+        ascii_digits = baseline_text.isascii() and baseline_text.isdigit()
+        baseline: str | int = int(baseline_text) if ascii_digits else baseline_text
         return AttributionConfig(
             method=str(self.query_one("#option-method", Select).value),
             aggregation=str(self.query_one("#option-aggregation", Select).value),

@@ -9,6 +9,7 @@ moved between them. The screen only shows: the app computes the comparison on th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -114,6 +115,10 @@ class CompareScreen(ModalScreen[None]):
         self.infos = list(infos)
         self.marked: list[int] = []
         self.comparison: BranchComparison | None = None
+        self.pending = False
+        """A comparison is running for this screen (keys that would start another wait)."""
+        self.cancel: threading.Event | None = None
+        """Stops the running comparison; set when the screen closes."""
 
     def compose(self):
         with Vertical(id="compare"):
@@ -179,8 +184,16 @@ class CompareScreen(ModalScreen[None]):
         if event.data_table.id == "compare-pick":
             self.action_compare()
 
+    def failed(self, text: str) -> None:
+        """The comparison asked for did not come: say why here, keep what was shown."""
+        self.pending = False
+        self.notify(text, severity="error", markup=False)
+        if self.comparison is not None:
+            self.show(self.comparison)
+
     def show(self, cmp: BranchComparison) -> None:
         """Replace the picker with the comparison."""
+        self.pending = False
         self.comparison = cmp
         names = {i.id: i.name for i in self.infos}
         self.query_one("#compare-pick").add_class("-hidden")
@@ -217,8 +230,9 @@ class CompareScreen(ModalScreen[None]):
     def action_exact(self) -> None:
         """Recompute KL from the full next-token distributions (two forwards per position)."""
         cmp = self.comparison
-        if cmp is None or cmp.kl_method == "exact":
+        if cmp is None or cmp.kl_method == "exact" or self.pending:
             return
+        self.pending = True
         self.query_one("#compare-help", Static).update(
             Text("computing the exact KL: one forward per position of each branch …"))
         self.post_message(self.Pick(cmp.a, cmp.b, exact=True))
@@ -241,4 +255,6 @@ class CompareScreen(ModalScreen[None]):
         self.query_one("#compare-detail", Static).update(step_detail(self.comparison.steps[row]))
 
     def action_close(self) -> None:
+        if self.cancel is not None:
+            self.cancel.set()  # an exact KL in flight stops at its next position
         self.dismiss(None)
