@@ -2,7 +2,7 @@
 
 Run: ``uv run python scripts/screenshots.py`` (bundled model, greedy, so the pictures are
 reproducible). Writes ``screenshots/main-generating.svg``, ``branch.svg``, ``branch-list.svg``,
-``attention.svg`` and ``compact-80x24.svg``.
+``attention.svg``, ``compact-80x24.svg``, ``inside.svg``, ``attribution.svg`` and ``compare.svg``.
 """
 
 from __future__ import annotations
@@ -97,6 +97,39 @@ async def compact(pilot) -> None:
         await settle(pilot, 2)
 
 
+async def inside(pilot) -> None:
+    """The Inside screen on a generated token: pieces, embedding, position, lens, attention, T."""
+    for _ in range(8):
+        await pilot.press("n")
+        await settle(pilot, 2)
+    await pilot.press("left", "i")
+    await pilot.pause(0.5)
+    await settle(pilot)
+
+
+async def attribution(pilot) -> None:
+    """Integrated gradients of a generated token over the prompt, as a heat scale."""
+    for _ in range(10):
+        await pilot.press("n")
+        await settle(pilot, 2)
+    pilot.app.attribution_method = "integrated_gradients"
+    await pilot.press("left", "a")
+    await settle(pilot)
+
+
+async def compare(pilot) -> None:
+    """Two branches side by side from their fork, with the exact KL."""
+    await branch(pilot)
+    await pilot.press("C")
+    await settle(pilot)
+    await pilot.press("space", "down", "space")
+    await settle(pilot)
+    await pilot.press("k")
+    await settle(pilot)
+    await pilot.press("down", "down")
+    await settle(pilot)
+
+
 async def main() -> None:
     import torch
 
@@ -111,6 +144,9 @@ async def main() -> None:
         ("branch-list", (140, 44), branch_list),
         ("attention", (140, 44), attention),
         ("compact-80x24", (80, 24), compact),
+        ("inside", (140, 44), inside),
+        ("attribution", (140, 44), attribution),
+        ("compare", (140, 44), compare),
     ):
         print(await shoot(name, size, scenario, loaded))
 
