@@ -169,3 +169,12 @@ def test_exact_kl_stops_when_cancelled(two_branches):
     assert two_branches.backend.forward_tokens == before  # nothing ran
     assert two_branches.lock.acquire(blocking=False)  # and the lock is free again
     two_branches.lock.release()
+
+
+def test_exact_kl_in_small_blocks_is_the_same(two_branches, monkeypatch):
+    """Blocks bound the memory; re-feeding A after a block of B changes no number."""
+    whole = compare.compare_branches(two_branches, 0, 1, exact=True)
+    monkeypatch.setattr(compare, "KL_BLOCK", 1)
+    blocked = compare.compare_branches(two_branches, 0, 1, exact=True)
+    assert [r.kl for r in blocked.steps] == pytest.approx([r.kl for r in whole.steps], rel=1e-4, abs=1e-5)
+    assert sum(r.kl is not None for r in blocked.steps) >= 3  # several blocks ran

@@ -145,6 +145,10 @@ def mass_shifts(a: Distribution, b: Distribution, limit: int = 10) -> tuple[Mass
     return tuple(shifts[:limit])
 
 
+KL_BLOCK = 64
+"""Positions whose full distributions the exact KL holds at once (memory: KL_BLOCK x vocab floats)."""
+
+
 def _exact_log_probs(session: Any, branch: Any, start: int, stop: int,
                      cancel: threading.Event | None) -> Iterator[Any]:
     """Full-vocabulary log p_base for positions ``start..stop-1`` of ``branch``, one at a time
@@ -163,19 +167,26 @@ def exact_kl_bits(session: Any, a: Any, b: Any, start: int, stop: int,
                   cancel: threading.Event | None = None) -> list[float]:
     """``KL(p_A || p_B)`` in bits of the full next-token distributions at ``start..stop-1``.
 
-    Branch A's distributions are held (one vocabulary-sized vector per position), B's are
-    streamed against them. Needs a backend that returns the whole vocabulary; ``cancel``
-    stops it between positions (``Cancelled``)."""
+    Positions go in blocks of ``KL_BLOCK``: branch A's distributions for one block are held
+    (a vocabulary-sized vector each), B's are streamed against them, so memory stays bounded
+    however long the branches are. Going back to A after a block of B re-feeds A's tokens
+    since the fork in one batched forward (the backend keeps one cached sequence). Needs a
+    backend that returns the whole vocabulary; ``cancel`` stops it between positions
+    (``Cancelled``)."""
     if not session.backend.capabilities.full_vocab:
         raise SessionError("exact KL needs full distributions; this backend returns only the "
                            "top-N (the estimate from the recorded top-N is shown instead)")
+    out: list[float] = []
     with session.lock:
         try:
-            la = list(_exact_log_probs(session, a, start, stop, cancel))
-            return [float((x.exp() * (x - y)).sum()) / LN2
-                    for x, y in zip(la, _exact_log_probs(session, b, start, stop, cancel), strict=True)]
+            for lo in range(start, stop, KL_BLOCK):
+                hi = min(stop, lo + KL_BLOCK)
+                la = list(_exact_log_probs(session, a, lo, hi, cancel))
+                out += [float((x.exp() * (x - y)).sum()) / LN2
+                        for x, y in zip(la, _exact_log_probs(session, b, lo, hi, cancel), strict=True)]
         finally:
             session._peeked = None
+    return out
 
 
 def compare_branches(session: Any, a: int, b: int, *, exact: bool = False,
