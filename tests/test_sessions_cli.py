@@ -134,3 +134,49 @@ def test_forks_lists_critical_positions(tiny_dir):
     table = runner.invoke(app, ["forks", "Once upon a time", "--model", str(tiny_dir), "-n", "4",
                                 "--top", "2"])
     assert table.exit_code == 0 and "most critical of 4 positions" in table.stdout
+
+
+@pytest.fixture
+def forked_file(tiny_session, tmp_path):
+    """A session with two branches that part at completion position 2, saved to a file."""
+    s = tiny_session
+    s.set_params(s.params.with_changes(greedy=True))
+    list(s.generate(6))
+    alt = next(c.token.id for c in s.current.steps[2].candidates if c.token.id != s.current.ids[2])
+    s.branch_from(2, alt)
+    list(s.generate(3))
+    path = tmp_path / "forked.json"
+    store.save(s, path)
+    return s, path
+
+
+def test_compare_two_branches_of_a_file(forked_file, tiny_dir):
+    from tokentui.engine.compare import compare_branches
+
+    session, path = forked_file
+    table = runner.invoke(app, ["compare", str(path)])  # A = first branch, B = the current one
+    assert table.exit_code == 0, table.output
+    words = " ".join(table.output.split())
+    assert "A: main (#0) vs B: branch 1 (#1)" in words
+    assert "they part at completion position 2" in words and "KL estimated" in words
+
+    estimate = json.loads(runner.invoke(app, ["compare", str(path), "0", "1", "--json"]).stdout)
+    expected = compare_branches(session, 0, 1)
+    assert estimate["fork_at"] == 2 and estimate["kl_method"] == "top-n"
+    assert [r["kl"] for r in estimate["steps"]] == pytest.approx([r.kl for r in expected.steps])
+
+    exact = runner.invoke(app, ["compare", str(path), "0", "1", "--exact", "--json",
+                                "--model", str(tiny_dir)])
+    assert exact.exit_code == 0, exact.output
+    data = json.loads(exact.stdout)
+    truth = compare_branches(session, 0, 1, exact=True)
+    assert data["kl_method"] == "exact"
+    assert [r["kl"] for r in data["steps"]] == pytest.approx([r.kl for r in truth.steps], rel=1e-4, abs=1e-5)
+
+
+def test_compare_refuses_unknown_or_equal_branches(forked_file):
+    _, path = forked_file
+    unknown = runner.invoke(app, ["compare", str(path), "0", "7"])
+    assert unknown.exit_code == 2 and "no branch 7 in the file (it has 0, 1)" in unknown.output
+    same = runner.invoke(app, ["compare", str(path), "1", "1"])
+    assert same.exit_code == 2 and "two different branches" in same.output

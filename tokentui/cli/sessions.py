@@ -1,4 +1,5 @@
-"""replay, export, sessions and forks: session files as regression tests, documents and lists."""
+"""replay, export, sessions, compare and forks: session files as regression tests, documents,
+lists and comparisons."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("sessions")(sessions)
     app.command("forks")(forks)
+    app.command("compare")(compare)
 
 
 def _load_for(sf: Any, opts: SharedOptions) -> Any:
@@ -194,3 +196,77 @@ def forks(
         table.add_row(str(c.index), render.token_cell(c.token), f"{c.p_final:.3f}", f"{c.margin:.3f}",
                       f"{c.entropy:.2f}", alts)
     out.print(table)
+
+
+@shared_options("model")
+def compare(
+    file: SessionPath,
+    a: Annotated[int | None, typer.Argument(
+        help="Branch A's id; without it, the first branch.", show_default=False)] = None,
+    b: Annotated[int | None, typer.Argument(
+        help="Branch B's id; without it, the current branch (or the newest).", show_default=False)] = None,
+    exact: Annotated[bool, typer.Option(
+        "--exact", help="KL from the full distributions: loads the model and runs it at every "
+                        "position of both branches (else: estimated from the recorded top-10, instantly).")
+    ] = False,
+    as_json: AsJson = False,
+    *,
+    opts: SharedOptions,
+) -> None:
+    """Two branches of a session file side by side from their fork: tokens, probabilities, KL."""
+    from tokentui.engine import store
+    from tokentui.engine.compare import compare_branches, compare_recorded
+
+    sf = store.load_session_file(file)
+    ids = [r.id for r in sf.branches]
+    if a is None:
+        a = ids[0]
+    if b is None:
+        b = sf.current if sf.current != a else ids[-1]
+    if a == b:
+        raise fail(f"compare needs two different branches (the file has {', '.join(map(str, ids))})")
+    if exact:
+        session = store.restore(sf, _load_for(sf, opts))
+        cmp = compare_branches(session, a, b, exact=True)
+    else:
+        cmp = compare_recorded(sf, a, b)
+    if as_json:
+        render.print_json(cmp.to_json())
+        return
+    _print_comparison(cmp, {r.id: r.name for r in sf.branches})
+
+
+def _print_comparison(cmp: Any, names: dict[int, str]) -> None:
+    out = render.console()
+    kl = "exact, from the full distributions" if cmp.kl_method == "exact" else \
+        "estimated from the recorded top-10 (--exact runs the model)"
+    out.print(Text(f"A: {names.get(cmp.a, cmp.a)} (#{cmp.a})  vs  B: {names.get(cmp.b, cmp.b)} "
+                   f"(#{cmp.b}) · they part at completion position {cmp.fork_at} · KL {kl}"))
+    if cmp.fork:
+        fork = Table(title=f"at the fork (position {cmp.fork_at})", title_justify="left")
+        for name, justify in (("#", "right"), ("token", "left"), ("p_base", "right"),
+                              ("p_final", "right"), ("A", "center"), ("B", "center")):
+            fork.add_column(name, justify=justify)
+        for choice in cmp.fork:
+            c = choice.candidate
+            fork.add_row(str(c.rank), render.token_cell(c.token), f"{c.p_base:.3f}", f"{c.p_final:.3f}",
+                         "●" if choice.picked_by_a else "", "●" if choice.picked_by_b else "")
+        out.print(fork)
+    else:
+        out.print(Text("the branches do not differ (one is a prefix of the other, or they are equal)"))
+        return
+    steps = Table(title="from the fork on", title_justify="left")
+    for name, justify in (("pos", "right"), ("A token", "left"), ("A p_final", "right"),
+                          ("A H", "right"), ("B token", "left"), ("B p_final", "right"),
+                          ("B H", "right"), ("KL bits", "right")):
+        steps.add_column(name, justify=justify)
+
+    def side(step: Any) -> tuple[Text | str, str, str]:
+        if step is None:
+            return "—", "", ""
+        return render.token_cell(step.token), f"{step.p_final:.3f}", f"{step.entropy:.2f}"
+
+    for row in cmp.steps:
+        steps.add_row(str(row.index), *side(row.a), *side(row.b),
+                      "" if row.kl is None else f"{row.kl:.3f}")
+    out.print(steps)

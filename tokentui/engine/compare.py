@@ -200,34 +200,55 @@ def compare_branches(session: Any, a: int, b: int, *, exact: bool = False,
     if a not in session.branches or b not in session.branches:
         raise SessionError(f"no branch {a if a not in session.branches else b}")
     ba, bb = session.branches[a], session.branches[b]
+    exact_kl = None
+    if exact:
+        def exact_kl(fork: int, both: int) -> list[float]:
+            return exact_kl_bits(session, ba, bb, fork, both, cancel)
+    return align(a, b, ba, bb, exact_kl, top=top)
+
+
+def compare_recorded(sf: Any, a: int, b: int, *, top: int = 10) -> BranchComparison:
+    """Compare two branches of a session file without a model (KL from the recorded top-N)."""
+    records = {r.id: r for r in sf.branches}
+    if a not in records or b not in records:
+        known = ", ".join(str(i) for i in records)
+        raise SessionError(f"no branch {a if a not in records else b} in the file (it has {known})")
+    return align(a, b, records[a], records[b], None, top=top)
+
+
+def align(a: int, b: int, ba: Any, bb: Any,
+          exact_kl: Callable[[int, int], list[float]] | None, *, top: int = 10) -> BranchComparison:
+    """The comparison of two step lists (``.steps``): fork, shared top-N, then each position.
+
+    ``exact_kl(fork, both)`` gives exact KL for positions ``fork..both-1``; without it KL is
+    estimated from the recorded top-N."""
+    sa_all, sb_all = list(ba.steps), list(bb.steps)
     fork = 0
-    while fork < min(len(ba), len(bb)) and ba.steps[fork].token.id == bb.steps[fork].token.id:
+    while fork < min(len(sa_all), len(sb_all)) and sa_all[fork].token.id == sb_all[fork].token.id:
         fork += 1
-    longest = max(len(ba), len(bb))
+    longest = max(len(sa_all), len(sb_all))
     fork_choices: tuple[ForkChoice, ...] = ()
-    at = ba.steps[fork] if fork < len(ba) else bb.steps[fork] if fork < len(bb) else None
+    at = sa_all[fork] if fork < len(sa_all) else sb_all[fork] if fork < len(sb_all) else None
     if at is not None:
-        pick_a = ba.steps[fork].token.id if fork < len(ba) else None
-        pick_b = bb.steps[fork].token.id if fork < len(bb) else None
+        pick_a = sa_all[fork].token.id if fork < len(sa_all) else None
+        pick_b = sb_all[fork].token.id if fork < len(sb_all) else None
         fork_choices = tuple(ForkChoice(c, c.token.id == pick_a, c.token.id == pick_b)
                              for c in at.distribution.candidates[:top])
-    both = min(len(ba), len(bb))
-    exact_kl: list[float] = []
-    if exact and both > fork:
-        exact_kl = exact_kl_bits(session, ba, bb, fork, both, cancel)
+    both = min(len(sa_all), len(sb_all))
+    exact: list[float] = exact_kl(fork, both) if exact_kl is not None and both > fork else []
     rows = []
     for i in range(fork, longest):
-        sa = ba.steps[i] if i < len(ba) else None
-        sb = bb.steps[i] if i < len(bb) else None
+        sa = sa_all[i] if i < len(sa_all) else None
+        sb = sb_all[i] if i < len(sb_all) else None
         kl = None
         shifts: tuple[MassShift, ...] = ()
         if sa is not None and sb is not None:
-            kl = exact_kl[i - fork] if exact_kl else kl_top_n(sa.distribution, sb.distribution)
+            kl = exact[i - fork] if exact else kl_top_n(sa.distribution, sb.distribution)
             shifts = mass_shifts(sa.distribution, sb.distribution, top)
         rows.append(ComparedStep(i, sa, sb, kl, shifts))
-    return BranchComparison(a=a, b=b, fork_at=fork, shared=tuple(s.token for s in ba.steps[:fork]),
+    return BranchComparison(a=a, b=b, fork_at=fork, shared=tuple(s.token for s in sa_all[:fork]),
                             fork=fork_choices, steps=tuple(rows),
-                            kl_method="exact" if exact else "top-n")
+                            kl_method="exact" if exact_kl is not None else "top-n")
 
 
 # ----- critical tokens --------------------------------------------------------------------
