@@ -494,7 +494,7 @@ async def test_bundled_model_greedy_branch(bundled, steps):
             assert len(stream.steps) == steps
             for step in stream.steps:
                 assert step.token.id == step.distribution.candidates[0].id
-            await pilot.press("left", "left", "left")
+            await pilot.press("left", "left")
             assert stream.cursor == 0
             await pilot.press("down", "enter")
             await settle(pilot)
@@ -503,3 +503,47 @@ async def test_bundled_model_greedy_branch(bundled, steps):
             assert len(stream.steps) == 1
     finally:
         app.engine.shutdown()
+
+
+async def test_the_cursor_walks_into_the_prompt(make_app):
+    """Left of the first generated token the cursor reaches prompt tokens: given, not chosen;
+    the attention row, Inside and attribution follow it; enter does not branch there."""
+    from tokentui.tui.screens.inside import InsideScreen
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        for _ in range(2):
+            await pilot.press("n")
+            await settle(pilot)
+        stream = app.query_one(TokenStream)
+        n_prompt = len(stream.prompt_tokens)
+        await pilot.press("home", "left")
+        await settle(pilot)
+        assert stream.cursor == -1 and stream.in_prompt and stream.position == n_prompt - 1
+        assert stream.current_step is None
+        assert "Prompt token at position" in str(app.query_one(AlternativesTable).border_title)
+        assert app.query_one(AttentionPane).focus_row == n_prompt - 1
+        # the cursor is drawn on the prompt token itself
+        cell = next(c for c in stream.cells if c.index == -1)
+        line = stream.rendered.split("\n")[cell.line]
+        assert any(span.style and "reverse" in str(span.style) and span.start <= cell.x < span.end
+                   for span in line.spans)
+        branches = len(app.session.branches)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert len(app.session.branches) == branches and "given, not chosen" in status_text(app)
+        await pilot.press("a")  # attribution of a prompt token over the tokens before it
+        await settle(pilot)
+        assert app.attribution is not None and app.attribution.target == n_prompt - 1
+        await pilot.press("i")
+        await settle(pilot)
+        assert isinstance(app.screen, InsideScreen) and app.screen.index == n_prompt - 1
+        await pilot.press("left", "escape")  # back on the main screen one token further left
+        await settle(pilot)
+        assert stream.cursor == -2
+        for _ in range(n_prompt + 3):  # the first token is the end
+            await pilot.press("left")
+        assert stream.cursor == -n_prompt and stream.position == 0
+        await pilot.press("a")
+        assert "no tokens before it" in status_text(app)

@@ -343,6 +343,9 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         if step is not None:
             self._show_distribution(step.distribution, step.token.id,
                                     f"Alternatives at {message.index} (took {step.how})")
+        elif stream.in_prompt:
+            self._show_distribution(None, None, f"Prompt token at position {stream.position}: "
+                                                "given, not chosen · i: inside · a: attribution")
         elif self.session is not None and not self.generating:
             self.show_next_distribution()
         self._focus_attention()
@@ -358,7 +361,10 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.query_one(AlternativesTable).move_selection(message.delta)
 
     def on_token_stream_choose(self) -> None:
-        if (cand := self.query_one(AlternativesTable).selected) is not None:
+        if self.query_one(TokenStream).in_prompt:
+            self.query_one(StatusLine).info("prompt tokens are given, not chosen: edit the prompt "
+                                            "(tab), or branch at a generated token")
+        elif (cand := self.query_one(AlternativesTable).selected) is not None:
             self.take_alternative(cand.id)
 
     def on_alternatives_table_chosen(self, message: AlternativesTable.Chosen) -> None:
@@ -486,6 +492,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         assert session is not None
         stream = self.query_one(TokenStream)
         index = stream.cursor
+        if stream.in_prompt:
+            return
         if stream.at_next:
             self.run_engine(lambda: session.force_token(token_id), "forced the selected token")
             return
@@ -556,10 +564,10 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         tokens = [*stream.prompt_tokens, *(s.token for s in stream.steps)]
 
         def back(index: int | None) -> None:
-            if index is not None and index >= n_prompt:
+            if index is not None:
                 stream.cursor = index - n_prompt
 
-        self.push_screen(InsideScreen(n_prompt + min(stream.cursor, len(stream.steps) - 1), tokens,
+        self.push_screen(InsideScreen(min(stream.position, len(tokens) - 1), tokens,
                                       n_prompt=n_prompt, greedy=self.params.is_greedy), back)
 
     def action_explain(self) -> None:
@@ -661,9 +669,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
 
     def _focus_attention(self) -> None:
         stream = self.query_one(TokenStream)
-        self.query_one(AttentionPane).focus_row = len(stream.prompt_tokens) + min(
-            stream.cursor, max(0, len(stream.steps) - 1)) if stream.steps else len(
-            stream.prompt_tokens) - 1
+        last = len(stream.prompt_tokens) + len(stream.steps) - 1
+        self.query_one(AttentionPane).focus_row = max(0, min(stream.position, last))
 
     # ----- command palette ---------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -159,13 +159,16 @@ class AttributionMixin:
             return
         stream = self.query_one(TokenStream)  # type: ignore[attr-defined]
         ids = [t.id for t in stream.prompt_tokens] + [s.token.id for s in stream.steps]
-        if stream.current_step is None:
+        if stream.at_next:
             if self.clear_attribution():
                 self._status("attribution cleared")
             else:
-                self._status("move the cursor onto a generated token (left/right), then press a")
+                self._status("move the cursor onto a token (left/right), then press a")
             return
-        target = len(stream.prompt_tokens) + stream.cursor
+        target = stream.position
+        if target < 1:
+            self._status("the first token has no tokens before it to attribute to")
+            return
         shown = self.attribution
         if shown is not None and shown.target == target and shown.valid_for(ids):
             self.clear_attribution()

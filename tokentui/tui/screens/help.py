@@ -15,7 +15,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("n / space", "step: add one token"),
     ("g", "generate until the end (EOS, a stop sequence or max tokens)"),
     ("escape", "stop generating (within one step); in the prompt editor: leave it"),
-    ("left / right", "move the token cursor (home / end: first token / next token)"),
+    ("left / right", "move the token cursor, into the prompt too "
+                     "(home / end: first generated token / next token)"),
     ("up / down", "select an alternative for the token under the cursor"),
     ("enter", "branch: a new branch that takes the selected alternative there"),
     ("backspace", "delete the last token"),

@@ -1,8 +1,9 @@
 """The token stream: prompt tokens dimmed, completion tokens coloured, a cursor over them.
 
 The widget lays the tokens out itself (so it knows which line holds the cursor and which
-token a click hits). The cursor ranges over completion positions ``0..len(steps)``; the
-last one is the *next* token, not generated yet.
+token a click hits). The cursor counts completion positions: ``0..len(steps)``, the last one
+being the *next* token, not generated yet; negative values are prompt tokens (``-1`` is the
+prompt's last token), so the attention row, the Inside screen and attribution can start there.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ NEXT_SLOT = "▁"
 
 @dataclass
 class Cell:
-    """Where a token was drawn: line, first column, width, completion index (None = prompt)."""
+    """Where a token was drawn: line, first column, width, cursor index (negative = prompt)."""
 
     line: int
     x: int
     width: int
-    index: int | None
+    index: int
 
 
 class _StreamText(Static):
@@ -68,13 +69,14 @@ class TokenStream(VerticalScroll, can_focus=True):
     ]
 
     cursor: reactive[int] = reactive(0)
-    """Completion index under the cursor; ``len(steps)`` is the next token."""
+    """Completion index under the cursor; ``len(steps)`` is the next token, negative the prompt."""
     colour_mode: reactive[str] = reactive("bands")
     """How completion tokens are coloured (one of ``COLOUR_MODES``)."""
 
     @dataclass
     class CursorMoved(Message):
-        """The cursor moved to completion ``index`` (``at_next``: past the last token)."""
+        """The cursor moved to completion ``index`` (``at_next``: past the last token; a
+        negative index is a prompt token)."""
 
         index: int
         at_next: bool
@@ -117,7 +119,7 @@ class TokenStream(VerticalScroll, can_focus=True):
         self.prompt_tokens = list(prompt_tokens)
         self.steps = list(steps)
         target = len(self.steps) if cursor is None else cursor
-        self.set_reactive(TokenStream.cursor, max(0, min(target, len(self.steps))))
+        self.set_reactive(TokenStream.cursor, self._clamp(target))
         self.relayout()
         self.post_message(self.CursorMoved(self.cursor, self.cursor == len(self.steps)))
 
@@ -135,12 +137,24 @@ class TokenStream(VerticalScroll, can_focus=True):
         return self.cursor >= len(self.steps)
 
     @property
+    def in_prompt(self) -> bool:
+        return self.cursor < 0
+
+    @property
+    def position(self) -> int:
+        """The cursor as a sequence position (prompt + completion; the next token at the end)."""
+        return len(self.prompt_tokens) + self.cursor
+
+    @property
     def current_step(self) -> StepResult | None:
-        return None if self.at_next else self.steps[self.cursor]
+        return None if self.at_next or self.in_prompt else self.steps[self.cursor]
+
+    def _clamp(self, index: int) -> int:
+        return max(-len(self.prompt_tokens), min(len(self.steps), index))
 
     # ----- actions ----------------------------------------------------------------
     def action_move(self, delta: int) -> None:
-        self.cursor = max(0, min(len(self.steps), self.cursor + delta))
+        self.cursor = self._clamp(self.cursor + delta)
 
     def action_move_to(self, index: int) -> None:
         self.cursor = len(self.steps) if index < 0 else min(index, len(self.steps))
@@ -177,8 +191,7 @@ class TokenStream(VerticalScroll, can_focus=True):
     def on__stream_text_clicked(self, event: _StreamText.Clicked) -> None:
         for cell in self.cells:
             if cell.line == event.line and cell.x <= event.x < cell.x + cell.width:
-                if cell.index is not None:
-                    self.cursor = cell.index
+                self.cursor = self._clamp(cell.index)
                 self.focus()
                 return
 
@@ -215,11 +228,16 @@ class TokenStream(VerticalScroll, can_focus=True):
 
         over = self.overlay([t.id for t in self.prompt_tokens] + [s.token.id for s in self.steps]) \
             if self.overlay else {}
+        n_prompt = len(self.prompt_tokens)
         for i, tok in enumerate(self.prompt_tokens):
             piece = token_text(tok, style=PROMPT_STYLES[i % 2])
             if i in over:
                 piece.stylize(over[i])
-            put(piece, None, "\n" in tok.text)
+            if i - n_prompt == self.cursor:
+                piece.stylize(CURSOR_STYLE)
+                if self.mono:
+                    piece = Text("▸") + piece
+            put(piece, i - n_prompt, "\n" in tok.text)
         for i, step in enumerate(self.steps):
             piece = token_text(step.token, style=step_style(step, self.colour_mode, mono=self.mono))
             if len(self.prompt_tokens) + i in over:
