@@ -86,14 +86,14 @@ async def test_attribute_cycle_and_clear(make_app):
         assert "bands" in str(stream.border_subtitle)
 
 
-async def test_attribution_needs_a_generated_token_and_gradients(make_app):
+async def test_attribution_needs_a_token_and_gradients(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("a")  # cursor on the next slot: nothing to attribute
         await settle(pilot)
         assert app.attribution is None
-        assert "move the cursor onto a generated token" in status_text(app)
+        assert "move the cursor onto a token" in status_text(app)
         await step(pilot, 2)
         await pilot.press("left")
         app.backend.capabilities = dataclasses.replace(app.backend.capabilities, gradients=False)
