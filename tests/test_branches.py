@@ -119,3 +119,34 @@ def test_context_overflow_is_a_clear_error(tiny_backend):
         list(session.generate())
     # Nothing was lost: the tokens taken before the limit are still there.
     assert len(session.context_ids()) == limit
+
+
+def test_prompt_token_view_is_the_models_distribution_from_the_prefix(tiny_session, tiny_loaded):
+    """Nothing chose a prompt token; the model's distribution before it says how expected it was."""
+    import torch
+
+    from tokentui.engine.errors import SessionError
+
+    s = tiny_session
+    ids = s.prompt_ids
+    i = len(ids) - 2
+    view = s.prompt_token(i)
+    with torch.no_grad():
+        logits = tiny_loaded.model(input_ids=torch.tensor([ids[:i]]), use_cache=False).logits[0, -1]
+    p = torch.softmax(logits.double(), -1)
+    assert view.token.id == ids[i]
+    assert view.p_base == pytest.approx(float(p[ids[i]]), abs=1e-6)
+    assert view.rank == int((p > p[ids[i]]).sum()) + 1
+    assert view.distribution.candidates[0].id == int(p.argmax())
+    assert view.to_json()["rank"] == view.rank
+    # the session goes on as before: the backend's cache is re-fed past the prompt prefix
+    s.prompt_token(1)
+    s._peeked = None  # no kept result: the next peek must run the model on the whole context
+    with torch.no_grad():
+        fresh = tiny_loaded.model(input_ids=torch.tensor([s.context_ids()]), use_cache=False).logits[0, -1]
+    top = s.peek().candidates[0]
+    assert top.id == int(fresh.argmax())
+    assert top.p_base == pytest.approx(float(torch.softmax(fresh.double(), -1).max()), abs=1e-5)
+    for bad in (0, len(ids)):
+        with pytest.raises(SessionError, match="has no distribution"):
+            s.prompt_token(bad)

@@ -522,7 +522,12 @@ async def test_the_cursor_walks_into_the_prompt(make_app):
         await settle(pilot)
         assert stream.cursor == -1 and stream.in_prompt and stream.position == n_prompt - 1
         assert stream.current_step is None
-        assert "Prompt token at position" in str(app.query_one(AlternativesTable).border_title)
+        table = app.query_one(AlternativesTable)
+        view = app.session.prompt_token(n_prompt - 1)
+        assert f"Prompt token at position {n_prompt - 1}: given, not chosen" in str(table.border_title)
+        assert f"rank {view.rank}" in str(table.border_title)
+        assert table.candidates == view.distribution.candidates[:len(table.candidates)]
+        assert table.chosen_id == app.session.prompt_ids[-1]
         assert app.query_one(AttentionPane).focus_row == n_prompt - 1
         # the cursor is drawn on the prompt token itself
         cell = next(c for c in stream.cells if c.index == -1)

@@ -164,3 +164,23 @@ class StepResult:
         if self.note:
             out["note"] = self.note
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class PromptTokenView:
+    """How the model saw a prompt token: its next-token distribution from the tokens before it.
+
+    Nothing chose a prompt token, but the distribution says how expected it was."""
+
+    index: int
+    """Position in the prompt (at least 1: the first token has nothing before it)."""
+    token: Token
+    distribution: Distribution
+    p_base: float
+    """The model's probability of this very token there."""
+    rank: int
+    """1 = the model's favourite."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "token": self.token.to_json(), "p_base": self.p_base,
+                "rank": self.rank, "distribution": self.distribution.to_json()}

@@ -21,7 +21,7 @@ from tokentui.engine.backends.base import Backend, BackendOutput
 from tokentui.engine.chat import turn_start
 from tokentui.engine.errors import ConstraintError, ContextOverflowError, SessionError
 from tokentui.engine.prompts import PromptSpec, TokenTable, decode, encode_prompt, encode_text
-from tokentui.engine.results import Distribution, StepResult, Token
+from tokentui.engine.results import Distribution, PromptTokenView, StepResult, Token
 from tokentui.engine.sampling import SamplingParams
 
 
@@ -275,6 +275,26 @@ class Session:
         """
         with self.lock:
             return self._compute(self.current, attention=attention, hidden_states=hidden_states)[1]
+
+    def prompt_token(self, index: int) -> PromptTokenView:
+        """The distribution the model gives at prompt position ``index`` (from the tokens
+        before it) and where the prompt's own token ranks in it: one forward of the prefix,
+        which the backend's cache mostly holds already."""
+        with self.lock:
+            if not 1 <= index < len(self.prompt_ids):
+                raise SessionError(f"prompt position {index} has no distribution: use 1.."
+                                   f"{len(self.prompt_ids) - 1} (the first token has nothing before it)")
+            ctx = list(self.prompt_ids[:index])
+            token_id = int(self.prompt_ids[index])
+            out = self.backend.next_logits(ctx)
+            processed = sampling.process(out.logits, ctx, [], self.params,
+                                         logits_are_logprobs=out.logits_are_logprobs)
+            dist, extras = sampling.summarize(processed, self.tokens, self.top_n, extra_ids=[token_id],
+                                              top_n_only=not self.backend.capabilities.full_vocab)
+            p_base = extras[token_id][0]
+            rank = int((processed.p_base > processed.p_base[token_id]).sum()) + 1
+            return PromptTokenView(index=index, token=self.tokens(token_id), distribution=dist,
+                                   p_base=p_base, rank=rank)
 
     def distribution_at(self, index: int) -> Distribution:
         """The distribution the token at completion ``index`` was taken from."""

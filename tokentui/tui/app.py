@@ -282,6 +282,22 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         if stream.at_next and not self.generating:
             self._show_distribution(dist, None, f"Next token (position {len(stream.steps)})")
 
+    @work(exclusive=True, exit_on_error=False, group="peek")
+    async def show_prompt_token(self, position: int) -> None:
+        """A prompt token under the cursor: given, not chosen; the model's distribution there
+        says how expected it was (one forward of the prefix, on the engine thread)."""
+        session = self.session
+        title = f"Prompt token at position {position}: given, not chosen"
+        if session is None or self.model_off or self.generating or position < 1:
+            reason = " · the first token has nothing before it" if position < 1 else ""
+            self._show_distribution(None, None, title + reason)
+            return
+        view = await self.engine.call(session.prompt_token, position)
+        stream = self.query_one(TokenStream)
+        if stream.in_prompt and stream.position == position:
+            self._show_distribution(view.distribution, view.token.id,
+                                    f"{title} · the model gave it {view.p_base:.3f}, rank {view.rank}")
+
     @work(exclusive=True, exit_on_error=False, group="attention")
     async def fetch_attention(self) -> None:
         pane = self.query_one(AttentionPane)
@@ -344,8 +360,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             self._show_distribution(step.distribution, step.token.id,
                                     f"Alternatives at {message.index} (took {step.how})")
         elif stream.in_prompt:
-            self._show_distribution(None, None, f"Prompt token at position {stream.position}: "
-                                                "given, not chosen · i: inside · a: attribution")
+            self.show_prompt_token(stream.position)
         elif self.session is not None and not self.generating:
             self.show_next_distribution()
         self._focus_attention()
