@@ -524,8 +524,8 @@ async def test_the_cursor_walks_into_the_prompt(make_app):
         assert stream.current_step is None
         table = app.query_one(AlternativesTable)
         view = app.session.prompt_token(n_prompt - 1)
-        assert f"Prompt token at position {n_prompt - 1}: given, not chosen" in str(table.border_title)
-        assert f"rank {view.rank}" in str(table.border_title)
+        assert str(table.border_title) == (f"Prompt token at {n_prompt - 1}: the model gave it "
+                                           f"{view.p_base:.3f}, rank {view.rank} · given, not chosen")
         assert table.candidates == view.distribution.candidates[:len(table.candidates)]
         assert table.chosen_id == app.session.prompt_ids[-1]
         assert app.query_one(AttentionPane).focus_row == n_prompt - 1

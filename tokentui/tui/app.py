@@ -287,16 +287,17 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         """A prompt token under the cursor: given, not chosen; the model's distribution there
         says how expected it was (one forward of the prefix, on the engine thread)."""
         session = self.session
-        title = f"Prompt token at position {position}: given, not chosen"
+        title = f"Prompt token at {position}"
         if session is None or self.model_off or self.generating or position < 1:
-            reason = " · the first token has nothing before it" if position < 1 else ""
+            reason = ": the first token, nothing before it" if position < 1 else ": given, not chosen"
             self._show_distribution(None, None, title + reason)
             return
         view = await self.engine.call(session.prompt_token, position)
         stream = self.query_one(TokenStream)
         if stream.in_prompt and stream.position == position:
             self._show_distribution(view.distribution, view.token.id,
-                                    f"{title} · the model gave it {view.p_base:.3f}, rank {view.rank}")
+                                    f"{title}: the model gave it {view.p_base:.3f}, rank {view.rank}"
+                                    " · given, not chosen")
 
     @work(exclusive=True, exit_on_error=False, group="attention")
     async def fetch_attention(self) -> None:
