@@ -150,3 +150,41 @@ def test_prompt_token_view_is_the_models_distribution_from_the_prefix(tiny_sessi
     for bad in (0, len(ids)):
         with pytest.raises(SessionError, match="has no distribution"):
             s.prompt_token(bad)
+
+
+def test_prompt_token_outside_a_servers_top_n_is_unknown(tiny_backend):
+    """A top-N backend that does not list the prompt's token: probability and rank are unknown,
+    not 0 and N+1."""
+    from dataclasses import replace
+
+    import torch
+
+    from tokentui.engine.backends.base import BackendOutput
+    from tokentui.engine.prompts import PromptSpec
+    from tokentui.engine.session import Session
+
+    class TopThree:
+        """The tiny backend seen through a server that returns only the top 3 log-probabilities."""
+
+        def __init__(self, inner):
+            self.inner = inner
+            self.capabilities = replace(inner.capabilities, full_vocab=False)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def next_logits(self, ids, **kw):
+            logp = torch.log_softmax(self.inner.next_logits(ids).logits, -1)
+            keep = torch.topk(logp, 3).indices
+            out = torch.full_like(logp, -torch.inf)
+            out[keep] = logp[keep]
+            return BackendOutput(logits=out, logits_are_logprobs=True)
+
+    s = Session(TopThree(tiny_backend), PromptSpec("Tell me a story about a cat.", chat_template=False))
+    ids = s.prompt_ids
+    views = [s.prompt_token(i) for i in range(1, len(ids))]
+    listed = [v for v in views if v.rank is not None]
+    unknown = [v for v in views if v.rank is None]
+    assert unknown, "a random model ranks some prompt token outside its top 3"
+    assert all(v.p_base is None for v in unknown)
+    assert all(1 <= v.rank <= 3 and v.p_base > 0 for v in listed)

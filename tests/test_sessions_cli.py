@@ -174,9 +174,17 @@ def test_compare_two_branches_of_a_file(forked_file, tiny_dir):
     assert [r["kl"] for r in data["steps"]] == pytest.approx([r.kl for r in truth.steps], rel=1e-4, abs=1e-5)
 
 
-def test_compare_refuses_unknown_or_equal_branches(forked_file):
+def test_compare_refuses_unknown_or_equal_branches(forked_file, saved):
     _, path = forked_file
     unknown = runner.invoke(app, ["compare", str(path), "0", "7"])
     assert unknown.exit_code == 2 and "no branch 7 in the file (it has 0, 1)" in unknown.output
+    # checked before any model is loaded (this file's model could not be loaded again)
+    exact = runner.invoke(app, ["compare", str(path), "0", "7", "--exact"])
+    assert exact.exit_code == 2 and "no branch 7 in the file" in exact.output
     same = runner.invoke(app, ["compare", str(path), "1", "1"])
     assert same.exit_code == 2 and "two different branches" in same.output
+    # A given as the current (and newest) branch: B is the other one
+    other = json.loads(runner.invoke(app, ["compare", str(path), "1", "--json"]).stdout)
+    assert (other["a"], other["b"]) == (1, 0)
+    single = runner.invoke(app, ["compare", str(saved)])
+    assert single.exit_code == 2 and "only one branch (0): nothing to compare" in single.output

@@ -219,10 +219,15 @@ def compare(
 
     sf = store.load_session_file(file)
     ids = [r.id for r in sf.branches]
+    if len(ids) < 2:
+        raise fail(f"the file has only one branch ({ids[0]}): nothing to compare")
     if a is None:
         a = ids[0]
     if b is None:
-        b = sf.current if sf.current != a else ids[-1]
+        b = sf.current if sf.current != a else next(i for i in reversed(ids) if i != a)
+    for which in (a, b):
+        if which not in ids:
+            raise fail(f"no branch {which} in the file (it has {', '.join(map(str, ids))})")
     if a == b:
         raise fail(f"compare needs two different branches (the file has {', '.join(map(str, ids))})")
     if exact:

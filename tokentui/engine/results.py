@@ -176,10 +176,11 @@ class PromptTokenView:
     """Position in the prompt (at least 1: the first token has nothing before it)."""
     token: Token
     distribution: Distribution
-    p_base: float
-    """The model's probability of this very token there."""
-    rank: int
-    """1 = the model's favourite."""
+    p_base: float | None
+    """The model's probability of this very token there; None when a top-N backend did not
+    list it."""
+    rank: int | None
+    """1 = the model's favourite; None when a top-N backend did not list the token."""
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "token": self.token.to_json(), "p_base": self.p_base,

@@ -291,8 +291,10 @@ class Session:
                                          logits_are_logprobs=out.logits_are_logprobs)
             dist, extras = sampling.summarize(processed, self.tokens, self.top_n, extra_ids=[token_id],
                                               top_n_only=not self.backend.capabilities.full_vocab)
-            p_base = extras[token_id][0]
-            rank = int((processed.p_base > processed.p_base[token_id]).sum()) + 1
+            p_base: float | None = extras[token_id][0]
+            rank: int | None = int((processed.p_base > processed.p_base[token_id]).sum()) + 1
+            if dist.top_n_only and not p_base:  # a server's top N did not name it: unknown
+                p_base = rank = None
             return PromptTokenView(index=index, token=self.tokens(token_id), distribution=dist,
                                    p_base=p_base, rank=rank)
 

@@ -294,10 +294,11 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             return
         view = await self.engine.call(session.prompt_token, position)
         stream = self.query_one(TokenStream)
-        if stream.in_prompt and stream.position == position:
+        if self.session is session and stream.in_prompt and stream.position == position:
+            said = (f"the model gave it {view.p_base:.3f}, rank {view.rank}" if view.rank is not None
+                    else "outside the server's top N")
             self._show_distribution(view.distribution, view.token.id,
-                                    f"{title}: the model gave it {view.p_base:.3f}, rank {view.rank}"
-                                    " · given, not chosen")
+                                    f"{title}: {said} · given, not chosen")
 
     @work(exclusive=True, exit_on_error=False, group="attention")
     async def fetch_attention(self) -> None:
@@ -378,10 +379,13 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
 
     def on_token_stream_choose(self) -> None:
         if self.query_one(TokenStream).in_prompt:
-            self.query_one(StatusLine).info("prompt tokens are given, not chosen: edit the prompt "
-                                            "(tab), or branch at a generated token")
+            self._say_prompt_is_given()
         elif (cand := self.query_one(AlternativesTable).selected) is not None:
             self.take_alternative(cand.id)
+
+    def _say_prompt_is_given(self) -> None:
+        self.query_one(StatusLine).info("prompt tokens are given, not chosen: edit the prompt "
+                                        "(tab), or branch at a generated token")
 
     def on_alternatives_table_chosen(self, message: AlternativesTable.Chosen) -> None:
         self.take_alternative(message.token_id)
@@ -509,6 +513,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         stream = self.query_one(TokenStream)
         index = stream.cursor
         if stream.in_prompt:
+            self._say_prompt_is_given()
             return
         if stream.at_next:
             self.run_engine(lambda: session.force_token(token_id), "forced the selected token")

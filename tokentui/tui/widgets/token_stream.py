@@ -125,7 +125,7 @@ class TokenStream(VerticalScroll, can_focus=True):
 
     def append(self, step: StepResult) -> None:
         """One new token; the cursor follows when it was on the newest token or the next slot."""
-        follow = self.cursor >= len(self.steps) - 1
+        follow = self.cursor >= 0 and self.cursor >= len(self.steps) - 1  # a prompt cursor stays
         self.steps.append(step)
         if follow:
             self.set_reactive(TokenStream.cursor, len(self.steps) - 1)
