@@ -188,3 +188,18 @@ def test_prompt_token_outside_a_servers_top_n_is_unknown(tiny_backend):
     assert unknown, "a random model ranks some prompt token outside its top 3"
     assert all(v.p_base is None for v in unknown)
     assert all(1 <= v.rank <= 3 and v.p_base > 0 for v in listed)
+
+
+def test_prompt_token_views_are_remembered(tiny_session):
+    """Walking back over the prompt runs each prefix once (until the prompt or parameters change)."""
+    s = tiny_session
+    first = s.prompt_token(2)
+    before = s.backend.forward_tokens
+    assert s.prompt_token(2) is first and s.backend.forward_tokens == before
+    s.set_params(s.params.with_changes(temperature=1.3))  # p_final depends on them: computed again
+    again = s.prompt_token(2)
+    assert again is not first and again.p_base == pytest.approx(first.p_base)
+    from tokentui.engine.prompts import PromptSpec
+
+    s.set_prompt(PromptSpec("An entirely different prompt here", chat_template=False))
+    assert s.prompt_token(2).token.id == s.prompt_ids[2]  # a new prompt: nothing stale

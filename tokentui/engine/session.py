@@ -24,6 +24,9 @@ from tokentui.engine.prompts import PromptSpec, TokenTable, decode, encode_promp
 from tokentui.engine.results import Distribution, PromptTokenView, StepResult, Token
 from tokentui.engine.sampling import SamplingParams
 
+PROMPT_VIEWS_KEPT = 256
+"""Prompt-token views a session remembers (each is a top-N and a few scalars)."""
+
 
 class Constraint(Protocol):
     """What the session needs from a constraint (implemented in ``constraints.py``)."""
@@ -106,6 +109,9 @@ class Session:
         self.tokens = TokenTable(self.tokenizer)
         self.params = params or SamplingParams()
         self.top_n = top_n
+        self._prompt_views: dict[tuple[int, SamplingParams], PromptTokenView] = {}
+        """``prompt_token`` results by (position, parameters): a top-N each, at most
+        ``PROMPT_VIEWS_KEPT``."""
         self.constraint = constraint
         self.default_seed = random.randrange(2**31)
         """Used for sampled draws when ``params.seed`` is None (recorded in every step)."""
@@ -134,6 +140,7 @@ class Session:
         with self.lock:
             self.prompt = prompt
             self.prompt_ids = ids
+            self._prompt_views.clear()
             self.branches.clear()
             self._next_id = 0
             root = self._new_branch("main", parent=None, fork_at=0, steps=[])
@@ -284,6 +291,17 @@ class Session:
             if not 1 <= index < len(self.prompt_ids):
                 raise SessionError(f"prompt position {index} has no distribution: use 1.."
                                    f"{len(self.prompt_ids) - 1} (the first token has nothing before it)")
+            key = (index, self.params)
+            if (kept := self._prompt_views.get(key)) is not None:
+                return kept  # the same prompt and parameters: no forward, no cache crop
+            view = self._prompt_token(index)
+            if len(self._prompt_views) >= PROMPT_VIEWS_KEPT:
+                self._prompt_views.pop(next(iter(self._prompt_views)))
+            self._prompt_views[key] = view
+            return view
+
+    def _prompt_token(self, index: int) -> PromptTokenView:
+        with self.lock:
             ctx = list(self.prompt_ids[:index])
             token_id = int(self.prompt_ids[index])
             out = self.backend.next_logits(ctx)
