@@ -82,6 +82,19 @@ def tiny_session(tiny_backend):
                    params=SamplingParams(seed=7, max_new_tokens=12))
 
 
+@pytest.fixture
+def two_branches(tiny_session):
+    """Greedy main branch of 6 tokens and a second branch that parts at completion position 2
+    (the second candidate there) and runs 3 tokens further; the second one is current."""
+    s = tiny_session
+    s.set_params(s.params.with_changes(greedy=True))
+    list(s.generate(6))
+    alt = next(c.token.id for c in s.current.steps[2].candidates if c.token.id != s.current.ids[2])
+    s.branch_from(2, alt)
+    list(s.generate(3))
+    return s
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tiny_loaded, tmp_path_factory):
     """The tiny random model saved as a model folder, so the CLI can load it by path."""

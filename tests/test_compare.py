@@ -34,17 +34,6 @@ def test_kl_top_n_estimates_tokens_one_side_did_not_list():
     assert shifts[1].delta == pytest.approx(0.0)
 
 
-@pytest.fixture
-def two_branches(tiny_session):
-    s = tiny_session
-    s.set_params(s.params.with_changes(greedy=True))
-    list(s.generate(6))
-    alt = next(c.token.id for c in s.current.steps[2].candidates if c.token.id != s.current.ids[2])
-    s.branch_from(2, alt)
-    list(s.generate(3))
-    return s
-
-
 def test_compare_aligns_at_the_fork(two_branches):
     s = two_branches
     cmp = compare.compare_branches(s, 0, 1)

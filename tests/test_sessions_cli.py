@@ -137,17 +137,11 @@ def test_forks_lists_critical_positions(tiny_dir):
 
 
 @pytest.fixture
-def forked_file(tiny_session, tmp_path):
-    """A session with two branches that part at completion position 2, saved to a file."""
-    s = tiny_session
-    s.set_params(s.params.with_changes(greedy=True))
-    list(s.generate(6))
-    alt = next(c.token.id for c in s.current.steps[2].candidates if c.token.id != s.current.ids[2])
-    s.branch_from(2, alt)
-    list(s.generate(3))
+def forked_file(two_branches, tmp_path):
+    """The two-branch session saved to a file."""
     path = tmp_path / "forked.json"
-    store.save(s, path)
-    return s, path
+    store.save(two_branches, path)
+    return two_branches, path
 
 
 def test_compare_two_branches_of_a_file(forked_file, tiny_dir):
