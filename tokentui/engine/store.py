@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tokentui.engine.chat import prompt_messages
 from tokentui.engine.errors import TokentuiError
 from tokentui.engine.files import atomic_write_text
 from tokentui.engine.prompts import PromptSpec
@@ -236,7 +237,7 @@ def snapshot(session: Any, *, messages: Iterable[dict[str, str]] | None = None) 
             records.append(BranchRecord(id=b.id, name=b.name, parent=b.parent, fork_at=b.fork_at,
                                         steps=tuple(b.steps), inherit=inherit))
         if messages is None:
-            messages = getattr(session, "messages", None) or default_messages(session.prompt)
+            messages = getattr(session, "messages", None) or prompt_messages(session.prompt)
         return SessionFile(
             model=model_record(session.backend), prompt=session.prompt,
             prompt_ids=tuple(session.prompt_ids), params=session.params,
@@ -246,15 +247,6 @@ def snapshot(session: Any, *, messages: Iterable[dict[str, str]] | None = None) 
             constraint=constraint_record(session.constraint),
             saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-
-
-def default_messages(prompt: PromptSpec) -> list[dict[str, str]]:
-    """The conversation a single prompt stands for."""
-    out = []
-    if prompt.system:
-        out.append({"role": "system", "content": prompt.system})
-    out.append({"role": "user", "content": prompt.text})
-    return out
 
 
 def _ordered(branches: dict[int, Any]) -> list[Any]:
