@@ -86,7 +86,7 @@ def main() -> None:
 def bench_ig(args: argparse.Namespace, backend: Any, ids: list[int]) -> None:
     import captum.attr as ca
 
-    from tokentui.engine import attribution as attr
+    from tokentui.engine.analysis import attribution as attr
 
     model, tok = backend.model, backend.tokenizer
     device = model.get_input_embeddings().weight.device
@@ -113,7 +113,7 @@ def bench_ig(args: argparse.Namespace, backend: Any, ids: list[int]) -> None:
 def bench_matrix(args: argparse.Namespace, backend: Any) -> None:
     import captum.attr as ca
 
-    from tokentui.engine import attribution as attr
+    from tokentui.engine.analysis import attribution as attr
 
     model, tok = backend.model, backend.tokenizer
     device = model.get_input_embeddings().weight.device

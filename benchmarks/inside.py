@@ -17,10 +17,11 @@ import time
 
 import torch
 
-from tokentui.engine import internals, models
+from tokentui.engine import models
+from tokentui.engine.analysis import inside
 from tokentui.engine.backends.local import LocalBackend
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec
-from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
 
 
@@ -33,10 +34,10 @@ def main() -> None:
     backend = LocalBackend(models.load())
     session = Session(backend, PromptSpec("Explain in two sentences why the sky is blue."),
                       params=SamplingParams(seed=5, max_new_tokens=10_000))
-    inspector = internals.Inspector(backend)
+    inspector = inside.Inspector(backend)
     for _ in range(4):  # warm up: caches, allocator, the embedding norms
         session.step(hidden_states=True, attention=True)
-        internals.inspect(session, -2, inspector=inspector)
+        inside.inspect(session, -2, inspector=inspector)
 
     timings: dict[str, list[tuple[float, float]]] = {
         "plain": [], "with_internals": [], "newest": [], "last": []}
@@ -51,9 +52,9 @@ def main() -> None:
         timed("plain", session.step)
         timed("with_internals", lambda: session.step(hidden_states=True, attention=True))
         before = backend.forward_tokens
-        timed("newest", lambda: internals.inspect(session, -2, inspector=inspector))
+        timed("newest", lambda: inside.inspect(session, -2, inspector=inspector))
         assert backend.forward_tokens == before, "the newest step's position ran a forward"
-        timed("last", lambda: internals.inspect(session, -1, inspector=inspector))
+        timed("last", lambda: inside.inspect(session, -1, inspector=inspector))
         session.step()  # reuses the forward inspect(-1) ran (untimed)
 
     def ms(name: str, which: int) -> float:

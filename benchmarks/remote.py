@@ -28,8 +28,8 @@ PROMPT = "Write a short story about a lighthouse keeper who finds a message in a
 
 def run(backend: Any, steps: int, label: str) -> dict[str, float]:
     """Time ``steps`` greedy steps, then a branch ``min(30, steps - 1)`` tokens back."""
+    from tokentui.engine.params import SamplingParams
     from tokentui.engine.prompts import PromptSpec
-    from tokentui.engine.sampling import SamplingParams
     from tokentui.engine.session import Session
 
     params = SamplingParams(temperature=0.0, top_p=1.0, repetition_penalty=1.0, greedy=True,

@@ -43,8 +43,8 @@ def session_steps(backend, steps: int):
     """tokentui's session; each ``next()`` runs one step and serialises it as JSON."""
     import json
 
+    from tokentui.engine.params import SamplingParams
     from tokentui.engine.prompts import PromptSpec
-    from tokentui.engine.sampling import SamplingParams
     from tokentui.engine.session import Session
 
     session = Session(backend, PromptSpec(PROMPT),

@@ -27,7 +27,7 @@ async def settle(pilot, rounds: int = 4) -> None:
 async def shoot(name: str, size: tuple[int, int], scenario: Callable[..., Awaitable[None]],
                 loaded) -> Path:
     from tokentui.engine.backends.local import LocalBackend
-    from tokentui.engine.sampling import SamplingParams
+    from tokentui.engine.params import SamplingParams
     from tokentui.tui.app import TokenApp
 
     app = TokenApp(lambda: LocalBackend(loaded), prompt=PROMPT,

@@ -74,8 +74,8 @@ def tiny_backend(tiny_loaded):
 
 @pytest.fixture
 def tiny_session(tiny_backend):
+    from tokentui.engine.params import SamplingParams
     from tokentui.engine.prompts import PromptSpec
-    from tokentui.engine.sampling import SamplingParams
     from tokentui.engine.session import Session
 
     return Session(tiny_backend, PromptSpec("Tell me a story about a cat."),

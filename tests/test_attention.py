@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tokentui.engine import attention as attn
+from tokentui.engine.analysis import attention as attn
 from tokentui.engine.errors import ParameterError
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tokentui.engine import attribution as attr
+from tokentui.engine.analysis import attribution as attr
 from tokentui.engine.errors import ParameterError, TokentuiError
 
 IDS_TEXT = "The cat sat on the mat because it was"

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tokentui.engine.errors import ContextOverflowError, SessionError
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec
-from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
 
 PROMPT = PromptSpec("Write one sentence about rivers.")

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tokentui.engine import compare
+from tokentui.engine.analysis import compare, forks
 from tokentui.engine.results import Candidate, Distribution, Token
 
 
@@ -93,7 +93,7 @@ def test_compare_unknown_branch(two_branches):
 
 def test_critical_tokens_rank_by_margin_then_entropy(tiny_session):
     steps = list(tiny_session.generate(8))
-    ranked = compare.critical_tokens(steps)
+    ranked = forks.critical_tokens(steps)
     assert sorted(c.index for c in ranked) == list(range(8))
     margins = [c.margin for c in ranked]
     assert margins == sorted(margins)
@@ -101,13 +101,13 @@ def test_critical_tokens_rank_by_margin_then_entropy(tiny_session):
         finals = sorted((x.p_final for x in steps[c.index].candidates), reverse=True)
         assert c.margin == pytest.approx(finals[0] - finals[1])
         assert all(a.token.id != c.token.id for a in c.alternatives)
-    top3 = compare.critical_tokens(steps, top=3)
+    top3 = forks.critical_tokens(steps, top=3)
     assert top3 == ranked[:3]
     positions = sorted(c.index for c in top3)
-    assert compare.next_critical(steps, -1, top=3) == positions[0]
-    assert compare.next_critical(steps, positions[0], top=3) == positions[1]
-    assert compare.next_critical(steps, positions[-1], top=3) == positions[0]  # wraps
-    assert compare.next_critical([], 0) is None
+    assert forks.next_critical(steps, -1, top=3) == positions[0]
+    assert forks.next_critical(steps, positions[0], top=3) == positions[1]
+    assert forks.next_critical(steps, positions[-1], top=3) == positions[0]  # wraps
+    assert forks.next_critical([], 0) is None
 
 
 def test_explore_branches_at_critical_positions_reusing_the_cache(tiny_session):
@@ -117,10 +117,10 @@ def test_explore_branches_at_critical_positions_reusing_the_cache(tiny_session):
     backend = s.backend
     before = backend.forward_tokens
     seen = []
-    result = compare.explore(s, positions=2, alternatives=2, tokens=3, progress=seen.append)
+    result = forks.explore(s, positions=2, alternatives=2, tokens=3, progress=seen.append)
     assert s.current_id == source and not result.cancelled
     assert len(result.branches) == 4 and [p.done for p in seen] == [1, 2, 3, 4]
-    critical = {c.index for c in compare.critical_tokens(s.branches[source].steps, top=2)}
+    critical = {c.index for c in forks.critical_tokens(s.branches[source].steps, top=2)}
     assert {b.fork_at for b in result.branches} == critical
     for b in result.branches:
         branch = s.branches[b.branch_id]
@@ -140,7 +140,7 @@ def test_explore_stops_when_asked(tiny_session):
     list(tiny_session.generate(6))
     stop = threading.Event()
     stop.set()
-    result = compare.explore(tiny_session, positions=2, alternatives=2, tokens=3, stop_event=stop)
+    result = forks.explore(tiny_session, positions=2, alternatives=2, tokens=3, stop_event=stop)
     assert result.cancelled and result.branches == ()
     assert len(tiny_session.branches) == 1
 

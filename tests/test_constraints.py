@@ -19,8 +19,8 @@ from llguidance import LLMatcher
 
 from tokentui.engine import constraints
 from tokentui.engine.errors import ConstraintError
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec
-from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
 
 EOS = 2

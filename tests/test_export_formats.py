@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tokentui.engine import store
+from tokentui.engine.persist import session_file as store
 from tokentui.engine.results import Token
 from tokentui.export import formats
 
@@ -21,8 +21,8 @@ HOSTILE = ["<script>alert(1)</script>", "[bold red]boom[/bold red]", "\x1b[31mre
 @pytest.fixture(scope="module")
 def session_file(tiny_loaded) -> store.SessionFile:
     from tokentui.engine.backends.local import LocalBackend
+    from tokentui.engine.params import SamplingParams
     from tokentui.engine.prompts import PromptSpec
-    from tokentui.engine.sampling import SamplingParams
     from tokentui.engine.session import Session
 
     s = Session(LocalBackend(tiny_loaded), PromptSpec("Write <b>bold</b> [red]x[/red]", system="sys"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec, encode_prompt
-from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
 
 

@@ -22,8 +22,8 @@ import torch
 from remote_server import LlamaCppPythonServer, ensure_llama_cpp_python, free_port
 
 from tokentui.engine.backends import remote
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec, encode_prompt, encode_text
-from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
 
 PROMPTS = [

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from tokentui.engine import replay, store
+from tokentui.engine.params import SamplingParams
+from tokentui.engine.persist import replay
+from tokentui.engine.persist import session_file as store
 from tokentui.engine.prompts import PromptSpec
-from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
 
 

@@ -7,9 +7,10 @@ import json
 from typer.testing import CliRunner
 
 from tokentui.cli import app
-from tokentui.engine import replay, store
+from tokentui.engine.params import SamplingParams
+from tokentui.engine.persist import replay
+from tokentui.engine.persist import session_file as store
 from tokentui.engine.prompts import PromptSpec
-from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
 
 runner = CliRunner()

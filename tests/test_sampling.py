@@ -17,8 +17,8 @@ from transformers import (
 
 from tokentui.engine import sampling
 from tokentui.engine.errors import ParameterError
+from tokentui.engine.params import SamplingParams, apply_preset
 from tokentui.engine.results import Token
-from tokentui.engine.sampling import SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +150,11 @@ def test_out_of_range_parameters_are_rejected(field, value):
 
 def test_presets_apply_and_unknown_preset_is_rejected():
     base = SamplingParams(seed=4, max_new_tokens=9)
-    greedy = sampling.apply_preset(base, "greedy")
+    greedy = apply_preset(base, "greedy")
     assert greedy.is_greedy and greedy.seed == 4 and greedy.max_new_tokens == 9
-    assert sampling.apply_preset(base, "balanced") == base
+    assert apply_preset(base, "balanced") == base
     with pytest.raises(ParameterError, match="unknown preset"):
-        sampling.apply_preset(base, "wild")
+        apply_preset(base, "wild")
 
 
 def test_params_round_trip_through_json():

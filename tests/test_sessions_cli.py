@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tokentui.cli import app
-from tokentui.engine import store
+from tokentui.engine.persist import session_file as store
 
 runner = CliRunner()
 
@@ -145,7 +145,7 @@ def forked_file(two_branches, tmp_path):
 
 
 def test_compare_two_branches_of_a_file(forked_file, tiny_dir):
-    from tokentui.engine.compare import compare_branches
+    from tokentui.engine.analysis.compare import compare_branches
 
     session, path = forked_file
     table = runner.invoke(app, ["compare", str(path)])  # A = first branch, B = the current one

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tokentui.engine import store
-from tokentui.engine.store import SessionFileError
+from tokentui.engine.launch import restore_session
+from tokentui.engine.persist import session_file as store
+from tokentui.engine.persist.session_file import SessionFileError
 
 
 def grow(session) -> None:
@@ -38,13 +39,13 @@ def test_round_trip_restores_every_branch_exactly(tiny_session, tiny_backend, tm
     assert hows == {"sampled", "greedy", "forced", "alternative"}
     assert all(s.seed == 7 for b in sf.branches for s in b.steps if s.how == "sampled")
 
-    restored = store.restore(sf, tiny_backend)
+    restored = restore_session(sf, tiny_backend)
     assert restored.prompt == tiny_session.prompt
     assert restored.prompt_ids == tiny_session.prompt_ids
     assert restored.params == tiny_session.params
     assert restored.default_seed == tiny_session.default_seed
     assert restored.current_id == tiny_session.current_id
-    assert restored._next_id == tiny_session._next_id
+    assert restored.next_branch_id == tiny_session.next_branch_id
     for bid, branch in tiny_session.branches.items():
         other = restored.branches[bid]
         assert (other.name, other.parent, other.fork_at) == (branch.name, branch.parent, branch.fork_at)
@@ -86,7 +87,7 @@ def test_constraint_kind_and_text_survive(tiny_session, tiny_backend, tmp_path):
     list(tiny_session.generate(3))
     sf = store.load_session_file(store.save(tiny_session, tmp_path / "c.json"))
     assert sf.constraint["kind"] == "choice" and sf.constraint["value"] == "yes\nno"
-    restored = store.restore(sf, tiny_backend)
+    restored = restore_session(sf, tiny_backend)
     assert restored.constraint.kind == "choice" and restored.constraint.text == "yes\nno"
     assert restored.current.ids == tiny_session.current.ids
 
@@ -95,8 +96,8 @@ def test_constraint_kind_and_text_survive(tiny_session, tiny_backend, tmp_path):
 @pytest.fixture(scope="module")
 def good_file(tiny_loaded, tmp_path_factory) -> Path:
     from tokentui.engine.backends.local import LocalBackend
+    from tokentui.engine.params import SamplingParams
     from tokentui.engine.prompts import PromptSpec
-    from tokentui.engine.sampling import SamplingParams
     from tokentui.engine.session import Session
 
     session = Session(LocalBackend(tiny_loaded), PromptSpec("Tell me a story about a cat."),
@@ -192,14 +193,14 @@ def test_restore_refuses_tokens_outside_the_vocabulary(saved, tiny_backend):
     data = json.loads(saved.read_text())
     data["prompt_ids"][0] = 10**7
     with pytest.raises(SessionFileError, match="vocabulary"):
-        store.restore(store.parse(data), tiny_backend)
+        restore_session(store.parse(data), tiny_backend)
 
 
 # ----- atomic writes --------------------------------------------------------------------------
 WRITER = textwrap.dedent("""
     import sys
     from dataclasses import replace
-    from tokentui.engine import store
+    from tokentui.engine.persist import session_file as store
     small = store.load_session_file(sys.argv[1])
     big = replace(small, branches=small.branches * 1, prompt_ids=small.prompt_ids * 4000)
     print("ready", flush=True)

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
+from tokentui.engine.engine_thread import EngineWorker
 from tokentui.engine.errors import SessionError
-from tokentui.engine.worker import EngineWorker
 
 
 async def test_stream_yields_each_step_from_the_engine_thread(tiny_session):

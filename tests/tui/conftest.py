@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec
-from tokentui.engine.sampling import SamplingParams
 
 SIZE = (120, 40)
 """Terminal size of the pilot tests and snapshots (a compact test uses 80x24)."""

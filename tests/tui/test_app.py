@@ -9,7 +9,7 @@ from textual.widgets import Input
 
 from tests.tui.conftest import SIZE, ready, settle
 from tokentui.engine.errors import ModelLoadError
-from tokentui.engine.sampling import SamplingParams
+from tokentui.engine.params import SamplingParams
 from tokentui.tui.screens.branches import BranchesScreen
 from tokentui.tui.screens.confirm import ConfirmScreen
 from tokentui.tui.screens.force import ForceScreen

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from tests.tui.conftest import SIZE, ready, settle
-from tokentui.engine.attribution import attribute_token
-from tokentui.engine.sampling import SamplingParams
+from tokentui.engine.analysis.attribution import attribute_token
+from tokentui.engine.params import SamplingParams
 from tokentui.tui.attribution_view import CYCLE, TARGET_STYLE, heat_style
 from tokentui.tui.widgets.attention import AttentionPane
 from tokentui.tui.widgets.status import StatusLine
@@ -139,7 +139,7 @@ async def test_options_dialog_and_json_dump(make_app, tmp_path, monkeypatch):
 
     from textual.widgets import Input, Select
 
-    from tokentui.engine.attribution import AttributionConfig
+    from tokentui.engine.analysis.attribution import AttributionConfig
     from tokentui.tui.screens.attribution_options import AttributionOptionsScreen
 
     monkeypatch.chdir(tmp_path)

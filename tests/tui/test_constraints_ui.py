@@ -11,7 +11,7 @@ import re
 from textual.widgets import Checkbox, Select, TabbedContent, TextArea
 
 from tests.tui.conftest import SIZE, ready, settle
-from tokentui.engine.sampling import SamplingParams
+from tokentui.engine.params import SamplingParams
 from tokentui.tui.widgets.alternatives import AlternativesTable
 from tokentui.tui.widgets.constraint_panel import THEN, ConstraintPanel
 from tokentui.tui.widgets.status import StatusLine
@@ -112,16 +112,15 @@ async def test_invalid_regex_is_one_line_and_not_applied(make_app):
         assert len(app.session.current) == 1
 
 
-async def test_choice_flag_applies_at_start(tiny_loaded, monkeypatch):
-    """``tokentui --choice 'yes|no'`` through the CLI's own app factory (only the model is tiny)."""
-    from tokentui.cli import runtime
+async def test_choice_flag_applies_at_start(tiny_dir):
+    """``tokentui --choice 'yes|no'`` through the CLI's own RunConfig and the app factory (the
+    model is the tiny random one, loaded from its folder like any ``--model DIR``)."""
     from tokentui.cli.options import SharedOptions
-    from tokentui.engine.backends.local import LocalBackend
+    from tokentui.cli.runtime import run_config
     from tokentui.tui.app import build_app
 
-    monkeypatch.setattr(runtime, "load_backend", lambda opts, **kw: LocalBackend(tiny_loaded))
-    app = build_app(SharedOptions({"choice": "yes|no", "seed": 7, "max_new_tokens": 8}),
-                    prompt="Is the sky blue? Answer yes or no.")
+    opts = SharedOptions({"choice": "yes|no", "seed": 7, "max_new_tokens": 8, "model": str(tiny_dir)})
+    app = build_app(run_config(opts, "Is the sky blue? Answer yes or no."))
     try:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)

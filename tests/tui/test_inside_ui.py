@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from tests.tui.conftest import SIZE, ready, settle
-from tokentui.engine import internals
-from tokentui.engine.internals import InternalsError
-from tokentui.explain import EXPLANATIONS
-from tokentui.tui.screens import inside
+from tokentui.engine.analysis import inside
+from tokentui.engine.analysis.inside import InsideError
+from tokentui.tui.help_texts import EXPLANATIONS
+from tokentui.tui.screens import inside as inside_screen
 from tokentui.tui.screens.explain import ExplainScreen, explanation_id
 from tokentui.tui.screens.inside import InsideScreen
 from tokentui.tui.widgets.alternatives import AlternativesTable
@@ -87,13 +87,13 @@ async def test_left_right_move_without_leaving_and_escape_returns_the_cursor(mak
 async def test_moving_fast_ends_on_the_last_position_asked_for(make_app, monkeypatch):
     app = make_app()
     calls: list[int] = []
-    real = internals.inspect
+    real = inside.inspect
 
     def counting(session, index, **kwargs):
         calls.append(index)
         return real(session, index, **kwargs)
 
-    monkeypatch.setattr(internals, "inspect", counting)
+    monkeypatch.setattr(inside, "inspect", counting)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_inside(pilot, steps=4, lefts=0)
         calls.clear()
@@ -106,8 +106,8 @@ async def test_moving_fast_ends_on_the_last_position_asked_for(make_app, monkeyp
 
 
 async def test_a_missing_part_greys_its_pane_and_the_others_still_show(make_app, monkeypatch):
-    monkeypatch.setattr(internals, "FINAL_NORM_NAMES", ("no_such_norm",))
-    monkeypatch.setattr(internals, "rotary_module", lambda model: None)
+    monkeypatch.setattr(inside, "FINAL_NORM_NAMES", ("no_such_norm",))
+    monkeypatch.setattr(inside, "rotary_module", lambda model: None)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_inside(pilot)
@@ -122,9 +122,9 @@ async def test_a_missing_part_greys_its_pane_and_the_others_still_show(make_app,
 
 async def test_a_failing_report_is_one_line_not_a_crash(make_app, monkeypatch):
     def refuse(backend):
-        raise InternalsError("this backend gives no access to the model's internals (use --backend local)")
+        raise InsideError("this backend gives no access to the model's internals (use --backend local)")
 
-    monkeypatch.setattr(inside, "inspector_for", refuse)
+    monkeypatch.setattr(inside_screen, "inspector_for", refuse)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_inside(pilot)
@@ -192,7 +192,7 @@ def test_explanation_ids_cover_the_main_screen_and_the_inside_panes():
 
 
 async def test_i_waits_while_generating(make_app):
-    from tokentui.engine.sampling import SamplingParams
+    from tokentui.engine.params import SamplingParams
 
     app = make_app(params=SamplingParams(seed=7, max_new_tokens=60, ignore_eos=True))
     async with app.run_test(size=SIZE) as pilot:

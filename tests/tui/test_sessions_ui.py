@@ -10,9 +10,10 @@ import time
 from textual.widgets import DataTable, Input, Static, Tree
 
 from tests.tui.conftest import SIZE, ready, settle
-from tokentui.engine import chat, store
-from tokentui.engine.compare import next_critical
-from tokentui.engine.sampling import SamplingParams
+from tokentui.engine import chat
+from tokentui.engine.analysis.forks import next_critical
+from tokentui.engine.params import SamplingParams
+from tokentui.engine.persist import session_file as store
 from tokentui.tui.screens.chat import ChatScreen
 from tokentui.tui.screens.compare import CompareScreen
 from tokentui.tui.screens.confirm import ConfirmScreen

@@ -38,9 +38,10 @@ def main_callback(
     """Open the terminal app (the default when no subcommand is given)."""
     if ctx.invoked_subcommand is not None:
         return
+    from tokentui.cli.runtime import run_config
     from tokentui.tui.app import run_app
 
-    run_app(opts, prompt=prompt, session_file=session_file)
+    run_app(run_config(opts, prompt or ""), session_file=session_file)
 
 
 def main() -> None:

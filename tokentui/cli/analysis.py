@@ -14,7 +14,8 @@ from rich.text import Text
 
 from tokentui.cli import render
 from tokentui.cli.options import SharedOptions, shared_options
-from tokentui.cli.runtime import build_constraint, load_backend, parse_ids, prompt_spec, sampling_params
+from tokentui.cli.runtime import load_backend, model_config, parse_ids, run_config
+from tokentui.engine import launch
 from tokentui.engine.errors import ParameterError
 from tokentui.engine.results import Token
 
@@ -36,15 +37,7 @@ def register(app: typer.Typer) -> None:
 # ----- building sessions --------------------------------------------------------------------
 def session_over(backend: Any, text: str, opts: SharedOptions, completion_ids: Sequence[int]) -> Any:
     """A session on an already loaded backend, with the given completion forced."""
-    from tokentui.engine.session import Session
-
-    session = Session(backend, prompt_spec(text, opts), params=sampling_params(opts))
-    constraint = build_constraint(opts, backend)
-    if constraint is not None:
-        session.set_constraint(constraint)
-    for token_id in completion_ids:
-        session.force_token(token_id)
-    return session
+    return launch.open_session(run_config(opts, text), backend, completion_ids=completion_ids)
 
 
 def complete(session: Any, completion_ids: Sequence[int], max_new: int | None) -> None:
@@ -55,7 +48,7 @@ def complete(session: Any, completion_ids: Sequence[int], max_new: int | None) -
 
 
 def llm_id(backend: Any) -> str:
-    loaded = getattr(backend, "loaded", None)
+    loaded = backend.loaded
     return loaded.name if loaded is not None else backend.capabilities.name
 
 
@@ -139,7 +132,7 @@ def attribute(
 
     Without --completion-ids it generates --max-new-tokens tokens (16 unless given) first.
     """
-    from tokentui.engine.attribution import AttributionConfig
+    from tokentui.engine.analysis.attribution import AttributionConfig
 
     config = AttributionConfig(method=method, aggregation=aggregate, n_steps=steps,
                                baseline=int(baseline) if baseline.isdigit() else baseline,
@@ -155,8 +148,9 @@ def attribute(
         return
     if prompt is None:
         raise ParameterError("give a PROMPT (or --batch FILE --out DIR)")
-    backend = load_backend(opts)
-    session = session_over(backend, prompt, opts, ids)
+    run = run_config(opts, prompt, need_prompt=True)
+    backend = load_backend(run.model)
+    session = launch.open_session(run, backend, completion_ids=ids)
     complete(session, ids, max_new)
     with row_progress(f"attributing ({method})") as progress:
         data = association_json(session, prompt, config, progress)
@@ -167,7 +161,7 @@ def attribute(
 
 
 def association_json(session: Any, prompt: str, config: Any, progress: Any = None) -> dict[str, Any]:
-    from tokentui.engine.attribution import association_matrix
+    from tokentui.engine.analysis.attribution import association_matrix
 
     matrix = association_matrix(session.backend, session.context_ids(), len(session.prompt_ids),
                                 config, progress=progress)
@@ -200,7 +194,7 @@ def run_batch(path: Path, out: Path, opts: SharedOptions, config: Any, max_new: 
     if not prompts:
         raise ParameterError(f"{path} has no prompts (one a line)")
     out.mkdir(parents=True, exist_ok=True)
-    backend = load_backend(opts)
+    backend = load_backend(model_config(opts))
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -227,8 +221,9 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def sequence(prompt: str, opts: SharedOptions, completion_ids: str | None) -> Any:
     """Prompt + the given completion (+ ``-n`` generated tokens when asked)."""
     ids = parse_ids(completion_ids)
-    backend = load_backend(opts)
-    session = session_over(backend, prompt, opts, ids)
+    config = run_config(opts, prompt, need_prompt=True)
+    backend = load_backend(config.model)
+    session = launch.open_session(config, backend, completion_ids=ids)
     complete(session, ids, opts.max_new_tokens)
     return session
 
@@ -245,7 +240,7 @@ def attention(
     opts: SharedOptions,
 ) -> None:
     """The attention matrix of PROMPT (+ completion) for one layer: rows attend to columns."""
-    from tokentui.engine.attention import attention_matrix
+    from tokentui.engine.analysis.attention import attention_matrix
 
     if head is not None and mean:
         raise ParameterError("give --head H or --mean, not both")
@@ -282,7 +277,7 @@ def graph(
     opts: SharedOptions,
 ) -> None:
     """The 3D attention graph of PROMPT as one self-contained HTML file (works offline)."""
-    from tokentui.engine.attention import full_attention
+    from tokentui.engine.analysis.attention import full_attention
     from tokentui.export.graph3d import export_graph
 
     if layer is not None and all_layers:

@@ -11,8 +11,8 @@ from rich.text import Text
 
 from tokentui.cli import render
 from tokentui.cli.options import SharedOptions, shared_options
-from tokentui.cli.runtime import open_session, parse_ids
-from tokentui.engine.internals import (
+from tokentui.cli.runtime import open_session, parse_ids, run_config
+from tokentui.engine.analysis.inside import (
     InsideReport,
     LensGrid,
     PositionInfo,
@@ -48,10 +48,11 @@ def inspect_position(
     """Everything the model did with one token: piece, embedding, position, logit lens,
     attention by layer and the temperature knob (--top-k/--top-p/--min-p/--temperature
     set the cuts it shows)."""
-    from tokentui.engine import internals
+    from tokentui.engine.analysis import inside
 
-    session = open_session(prompt, opts, completion_ids=parse_ids(completion_ids))
-    report = internals.inspect(session, position, top_k=show)
+    config = run_config(opts, prompt, need_prompt=True)
+    session = open_session(config, completion_ids=parse_ids(completion_ids))
+    report = inside.inspect(session, position, top_k=show)
     if as_json:
         render.print_json(report.to_json())
         return
@@ -70,10 +71,11 @@ def lens(
 ) -> None:
     """The logit-lens grid: each layer's most likely next token at every position
     (green: it is the token that actually comes next)."""
-    from tokentui.engine import internals
+    from tokentui.engine.analysis import inside
 
-    session = open_session(prompt, opts, completion_ids=parse_ids(completion_ids))
-    grid = internals.Inspector(session.backend).lens_grid(session.context_ids())
+    config = run_config(opts, prompt, need_prompt=True)
+    session = open_session(config, completion_ids=parse_ids(completion_ids))
+    grid = inside.Inspector(session.backend).lens_grid(session.context_ids())
     if as_json:
         render.print_json(grid.to_json())
         return

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tokentui.engine.files import json_text
+from tokentui.engine.persist.files import json_text
 from tokentui.engine.results import Candidate, Token
 from tokentui.visible import visible
 

@@ -28,18 +28,10 @@ def register(app: typer.Typer) -> None:
 
 def _load_for(sf: Any, opts: SharedOptions) -> Any:
     """The backend for a session file: ``--model`` if given, else the recorded model."""
-    from tokentui.cli.runtime import load_backend
-    from tokentui.engine.store import SessionFileError
+    from tokentui.cli.runtime import load_backend, model_config
+    from tokentui.engine.launch import model_for_file
 
-    values = dict(opts.values)
-    if opts.model is None:
-        if sf.model is None or sf.model.spec is None:
-            name = sf.model.name if sf.model else "an unknown model"
-            raise SessionFileError(f"the session's model ({name}) cannot be loaded again: pass --model")
-        values["model"] = sf.model.spec
-        if opts.dtype == "auto" and sf.model.dtype:
-            values["dtype"] = sf.model.dtype
-    return load_backend(SharedOptions(values))
+    return load_backend(model_for_file(sf, model_config(opts)))
 
 
 @shared_options("model")
@@ -54,12 +46,12 @@ def replay(
     opts: SharedOptions,
 ) -> None:
     """Rebuild every branch of a session file with its model and settings (and check it)."""
-    from tokentui.engine import replay as engine_replay
-    from tokentui.engine import store
+    from tokentui.engine.persist import replay as engine_replay
+    from tokentui.engine.persist import session_file as store
 
     sf = store.load_session_file(file)
     backend = _load_for(sf, opts)
-    warnings = store.model_warnings(sf, getattr(backend, "loaded", None))
+    warnings = store.model_warnings(sf, backend.loaded)
     report = engine_replay.replay(sf, backend, check=check, tolerance=tolerance)
     if as_json:
         render.print_json({**report.to_json(), "warnings": warnings, "checked_probabilities": check})
@@ -104,7 +96,7 @@ def export(
     opts: SharedOptions,
 ) -> None:
     """Write a session as JSON lines (one per step), a self-contained HTML page or Markdown."""
-    from tokentui.engine import store
+    from tokentui.engine.persist import session_file as store
     from tokentui.export import formats
 
     if fmt not in formats.FORMATS:
@@ -134,7 +126,7 @@ def sessions(
     opts: SharedOptions,
 ) -> None:
     """List the autosaved sessions ($XDG_DATA_HOME/tokentui): date, model, prompt, branches."""
-    from tokentui.engine import store
+    from tokentui.engine.persist import session_file as store
 
     where = folder or store.autosave_dir()
     found = store.list_sessions(where)
@@ -169,10 +161,10 @@ def forks(
     opts: SharedOptions,
 ) -> None:
     """Generate from PROMPT and list the positions that could most easily have gone otherwise."""
-    from tokentui.cli.runtime import open_session
-    from tokentui.engine.compare import critical_tokens
+    from tokentui.cli.runtime import open_session, run_config
+    from tokentui.engine.analysis.forks import critical_tokens
 
-    session = open_session(prompt, opts)
+    session = open_session(run_config(opts, prompt, need_prompt=True))
     steps = list(session.generate())
     critical = critical_tokens(steps, top=top, alternatives=alternatives)
     if as_json:
@@ -214,8 +206,8 @@ def compare(
     opts: SharedOptions,
 ) -> None:
     """Two branches of a session file side by side from their fork: tokens, probabilities, KL."""
-    from tokentui.engine import store
-    from tokentui.engine.compare import compare_branches, compare_recorded
+    from tokentui.engine.analysis.compare import compare_branches, compare_recorded
+    from tokentui.engine.persist import session_file as store
 
     sf = store.load_session_file(file)
     ids = [r.id for r in sf.branches]
@@ -231,7 +223,9 @@ def compare(
     if a == b:
         raise fail(f"compare needs two different branches (the file has {', '.join(map(str, ids))})")
     if exact:
-        session = store.restore(sf, _load_for(sf, opts))
+        from tokentui.engine.launch import restore_session
+
+        session = restore_session(sf, _load_for(sf, opts))
         cmp = compare_branches(session, a, b, exact=True)
     else:
         cmp = compare_recorded(sf, a, b)

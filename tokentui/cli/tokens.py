@@ -10,7 +10,7 @@ import typer
 
 from tokentui.cli import render
 from tokentui.cli.options import SharedOptions, shared_options
-from tokentui.cli.runtime import open_session, parse_ids, prompt_spec
+from tokentui.cli.runtime import open_session, parse_ids, prompt_spec, run_config
 
 Prompt = Annotated[str, typer.Argument(help="The prompt text.", show_default=False)]
 CompletionIds = Annotated[str | None, typer.Option(
@@ -57,7 +57,8 @@ def next_token(
     opts: SharedOptions,
 ) -> None:
     """The next-token distribution after PROMPT: p_base, p_final, kept and valid."""
-    session = open_session(prompt, opts, completion_ids=parse_ids(completion_ids))
+    config = run_config(opts, prompt, need_prompt=True)
+    session = open_session(config, completion_ids=parse_ids(completion_ids))
     session.top_n = show
     dist = session.peek()
     if as_json:
@@ -94,12 +95,13 @@ def generate(
     opts: SharedOptions,
 ) -> None:
     """Generate from PROMPT, streaming the text (or one JSON line per step)."""
-    from tokentui.engine import store
+    from tokentui.engine.persist import session_file as store
     from tokentui.engine.prompts import IncrementalDecoder
 
     if save is not None:
         store.check_writable(save.expanduser())
-    session = open_session(prompt, opts, completion_ids=parse_ids(completion_ids))
+    config = run_config(opts, prompt, need_prompt=True)
+    session = open_session(config, completion_ids=parse_ids(completion_ids))
     session.top_n = show
     decoder = IncrementalDecoder(session.tokenizer)
     for step in session.generate():

@@ -13,8 +13,8 @@ from tokentui.engine.errors import (
     SessionError,
     TokentuiError,
 )
+from tokentui.engine.params import PRESETS, SamplingParams
 from tokentui.engine.results import Candidate, StepResult, Token
-from tokentui.engine.sampling import PRESETS, SamplingParams
 
 __all__ = [
     "PRESETS",

@@ -31,3 +31,8 @@ class ConstraintError(TokentuiError):
 
 class Cancelled(TokentuiError):
     """The user stopped a long computation before it finished."""
+
+
+class CapabilityError(TokentuiError):
+    """The backend cannot give this view (a server has no attention weights, a recurrent
+    model has none either): the message says why, in one line."""

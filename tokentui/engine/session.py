@@ -20,9 +20,9 @@ from tokentui.engine import sampling
 from tokentui.engine.backends.base import Backend, BackendOutput
 from tokentui.engine.chat import turn_start
 from tokentui.engine.errors import ConstraintError, ContextOverflowError, SessionError
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec, TokenTable, decode, encode_prompt, encode_text
 from tokentui.engine.results import Distribution, PromptTokenView, StepResult, Token
-from tokentui.engine.sampling import SamplingParams
 
 PROMPT_VIEWS_KEPT = 256
 """Prompt-token views a session remembers (each is a top-N and a few scalars)."""
@@ -119,12 +119,15 @@ class Session:
         self.prompt_ids: list[int] = []
         self.branches: dict[int, Branch] = {}
         self.current_id = 0
-        self._next_id = 0
+        self.next_branch_id = 0
+        """The id the next branch gets (ids are never reused, so files and views stay stable)."""
+        self.messages: list[dict[str, str]] = []
+        """The chat conversation as recorded in session files (``chat.py`` keeps it)."""
         self._peeked: tuple[tuple[int, ...], Any, sampling.Processed, BackendOutput] | None = None
         self.last_attention: torch.Tensor | None = None
         """``(layers, heads, seq)`` for the newest step, when it was asked for."""
         self.last_output: tuple[tuple[int, ...], BackendOutput] | None = None
-        """The newest step's backend output, keyed by the ids it read (for ``internals.py``)."""
+        """The newest step's backend output, keyed by the ids it read (for ``inside.py``)."""
         self.lock = threading.RLock()
         self.set_prompt(self.prompt, prompt_ids=prompt_ids)
 
@@ -142,7 +145,7 @@ class Session:
             self.prompt_ids = ids
             self._prompt_views.clear()
             self.branches.clear()
-            self._next_id = 0
+            self.next_branch_id = 0
             root = self._new_branch("main", parent=None, fork_at=0, steps=[])
             self.current_id = root.id
             self._peeked = None
@@ -172,8 +175,8 @@ class Session:
 
     def _new_branch(self, name: str | None, *, parent: int | None, fork_at: int,
                     steps: list[StepResult]) -> Branch:
-        bid = self._next_id
-        self._next_id += 1
+        bid = self.next_branch_id
+        self.next_branch_id += 1
         branch = Branch(id=bid, name=name or f"branch {bid}", parent=parent, fork_at=fork_at,
                         steps=steps)
         self.branches[bid] = branch

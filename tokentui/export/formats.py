@@ -1,6 +1,6 @@
 """Session exports: JSON lines for tools, a self-contained HTML page, Markdown for notes.
 
-Everything is built from a :class:`~tokentui.engine.store.SessionFile` (no model needed).
+Everything is built from a :class:`~tokentui.engine.persist.session_file.SessionFile` (no model needed).
 Token text is data in every format: JSON escapes control characters itself, the HTML page
 escapes every piece and shows control characters as visible escapes, and Markdown keeps
 text inside code fences or escaped table cells, so ``<script>``, Rich markup and ANSI
@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from tokentui.engine.persist.session_file import BranchRecord, SessionFile
 from tokentui.engine.results import Candidate, StepResult
-from tokentui.engine.store import BranchRecord, SessionFile
 from tokentui.visible import visible
 
 FORMATS = ("jsonl", "html", "md")

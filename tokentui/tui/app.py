@@ -7,6 +7,7 @@ pass. Worker failures end in one handler that shows a single status line.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections.abc import Callable, Iterable
@@ -23,13 +24,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from tokentui.cli.runtime import constraint_source
+from tokentui.engine import launch
+from tokentui.engine.engine_thread import EngineWorker
 from tokentui.engine.errors import TokentuiError
+from tokentui.engine.launch import RunConfig
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec
 from tokentui.engine.results import Distribution, StepResult, Token
-from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
-from tokentui.engine.worker import EngineWorker
 from tokentui.tui.attribution_view import AttributionMixin
 from tokentui.tui.messages import ModelLoaded, ModelLoading, RunFinished, StepComputed
 from tokentui.tui.screens.branches import BranchesScreen
@@ -120,7 +122,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
     def __init__(self, backend_factory: BackendFactory, *, params: SamplingParams | None = None,
                  prompt: PromptSpec | str | None = None, session_file: str | None = None,
                  top_n: int = 20, clock: Callable[[], float] = time.perf_counter,
-                 constraint: tuple[str, str] | None = None) -> None:
+                 constraint: launch.ConstraintSource | None = None) -> None:
         super().__init__()
         self.backend_factory = backend_factory
         self.params = params or SamplingParams()
@@ -128,7 +130,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.initial_prompt = spec
         self.session_file = session_file
         self.top_n = top_n
-        self.initial_constraint = constraint
+        self.initial_constraint = (constraint.kind, constraint.text) if constraint else None
         """``(kind, source)`` from the CLI's constraint flags: put in force once a session opens."""
         self.clock = clock
         """Seconds for tokens/s (injectable so snapshots do not depend on timing)."""
@@ -214,9 +216,9 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         backend = await self.engine.call(self._build_backend)
         self.backend = backend
         caps = backend.capabilities
-        loaded = getattr(backend, "loaded", None)
-        name = getattr(loaded, "name", None) or caps.name
-        self.post_message(ModelLoaded(name, getattr(loaded, "device", "remote")))
+        loaded = backend.loaded
+        name = loaded.name if loaded is not None else caps.name
+        self.post_message(ModelLoaded(name, loaded.device if loaded is not None else "remote"))
         spec = self.query_one(PromptPane).spec
         if spec.text.strip() or (spec.system or "").strip():
             await self._open_session(spec)
@@ -317,16 +319,14 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.model_name, self.device = message.name, message.device
         self.ready = True
         # A remote backend aborts its request in flight when the user stops a run.
-        self.engine.cancel_hooks[:] = [self.backend.cancel] if hasattr(self.backend, "cancel") else []
+        self.engine.cancel_hooks[:] = [self.backend.cancel]
         self.update_header()
         pane = self.query_one(AttentionPane)
         caps = self.backend.capabilities
-        if not caps.attention or not hasattr(self.backend, "attention_matrix"):
-            pane.unavailable(f"attention is not available: {caps.reason or 'this backend has none'}")
+        if not caps.attention or not caps.layers or not caps.heads:
+            pane.unavailable(f"attention is not available: {caps.why_not('attention') or 'unknown shape'}")
         else:
-            config = self.backend.model.config
-            config = config.get_text_config() if hasattr(config, "get_text_config") else config
-            pane.configure(config.num_hidden_layers, config.num_attention_heads)
+            pane.configure(caps.layers, caps.heads)
 
     def on_step_computed(self, message: StepComputed) -> None:
         self._run_tokens += 1
@@ -736,25 +736,27 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.engine.shutdown()
 
 
-def build_app(opts: Any, prompt: str | None = None, session_file: str | None = None) -> TokenApp:
-    """The app the CLI's options describe (tests build it here too, without a terminal)."""
-    from tokentui.cli import runtime
+def build_app(config: RunConfig, session_file: str | None = None) -> TokenApp:
+    """The app a RunConfig describes (the CLI builds one from its flags; tests build it here
+    too, without a terminal). With ``--session FILE`` and no model named, the file's model."""
+    from tokentui.engine.persist.session_file import SessionFileError, load_session_file
 
-    params = runtime.sampling_params(opts)
-    spec = runtime.prompt_spec(prompt or "", opts)
+    model = config.model
+    if session_file:
+        with contextlib.suppress(SessionFileError):  # the app says so in one line once it is up
+            model = launch.model_for_file(load_session_file(session_file), model, required=False)
 
     def factory(progress: Callable[[str, float | None], None] | None = None) -> Any:
-        return runtime.load_backend(opts, quiet=True, progress=progress)
+        return launch.open_backend(model, progress=progress)
 
-    return TokenApp(factory, params=params, prompt=spec, session_file=session_file,
-                    constraint=constraint_source(opts))
+    return TokenApp(factory, params=config.params, prompt=config.prompt or PromptSpec(""),
+                    session_file=session_file, constraint=config.constraint)
 
 
-def run_app(opts: Any, prompt: str | None = None, session_file: str | None = None) -> None:
-    """Build the app from the CLI's options and run it (the model loads inside the app)."""
-    from tokentui.engine.store import autosave_dir
-    from tokentui.tui.sessions import opts_for_session
+def run_app(config: RunConfig, session_file: str | None = None) -> None:
+    """Build the app from a RunConfig and run it (the model loads inside the app)."""
+    from tokentui.engine.persist.session_file import autosave_dir
 
-    app = build_app(opts_for_session(opts, session_file), prompt, session_file)
+    app = build_app(config, session_file)
     app.data_dir = autosave_dir()  # autosaves and recent models (tests leave it None)
     app.run()

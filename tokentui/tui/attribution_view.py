@@ -1,7 +1,7 @@
 """Attribution in the token stream (``a``, ``A``) and the 3D graph export (``e``).
 
 ``a`` scores every token before the completion token under the cursor with
-:func:`~tokentui.engine.attribution.attribute_token` on the engine thread; the stream then
+:func:`~tokentui.engine.analysis.attribution.attribute_token` on the engine thread; the stream then
 colours each earlier token by its normalised ``|score|`` (a heat scale, or the mono glyph
 styles under NO_COLOR) and marks the target. ``a`` on the same token or ``escape`` clears
 it; ``A`` cycles the method, ``o`` sets every option, ``J`` saves the shown attribution as
@@ -20,8 +20,8 @@ from rich.style import Style
 from rich.text import Text
 from textual import work
 
-from tokentui.engine.attribution import METHODS, AttributionConfig, TokenAttribution, attribute_token
-from tokentui.engine.files import atomic_write_text, json_text
+from tokentui.engine.analysis.attribution import METHODS, AttributionConfig, TokenAttribution, attribute_token
+from tokentui.engine.persist.files import atomic_write_text, json_text
 from tokentui.tui.screens.attribution_options import AttributionOptionsScreen
 from tokentui.tui.styling import MONO_BAND_STYLES
 from tokentui.tui.widgets.status import StatusLine
@@ -261,7 +261,7 @@ class AttributionMixin:
         self._status("exporting the attention graph…")
 
         def job() -> Path:
-            from tokentui.engine.attention import full_attention
+            from tokentui.engine.analysis.attention import full_attention
             from tokentui.export.graph3d import export_graph
 
             ids = session.context_ids()

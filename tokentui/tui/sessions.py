@@ -21,15 +21,18 @@ from textual import work
 from textual.app import SystemCommand
 from textual.screen import Screen
 
-from tokentui.engine import chat, store
-from tokentui.engine.compare import compare_branches, criticality, explore, next_critical
+from tokentui.engine import chat, launch
+from tokentui.engine.analysis.compare import compare_branches
+from tokentui.engine.analysis.forks import criticality, explore, next_critical
 from tokentui.engine.errors import TokentuiError
+from tokentui.engine.launch import ModelConfig
+from tokentui.engine.persist import session_file as store
 from tokentui.tui.messages import ModelLoaded, ModelLoading
 from tokentui.tui.screens.chat import ChatScreen
 from tokentui.tui.screens.compare import CompareScreen
 from tokentui.tui.screens.confirm import ConfirmScreen
 from tokentui.tui.screens.explore import ExploreScreen
-from tokentui.tui.screens.model import ModelRequest, ModelScreen
+from tokentui.tui.screens.model import ModelScreen
 from tokentui.tui.screens.save import SaveScreen
 
 AUTOSAVE_S = 1.0
@@ -44,7 +47,7 @@ def fingerprint(session: Any) -> tuple[Any, ...]:
     branches = list(session.branches.values())
     current = session.branches.get(session.current_id)
     last = current.steps[-1] if current is not None and current.steps else None
-    return (len(branches), session._next_id, session.current_id, sum(len(b.steps) for b in branches),
+    return (len(branches), session.next_branch_id, session.current_id, sum(len(b.steps) for b in branches),
             id(last), tuple(b.name for b in branches))
 
 
@@ -75,28 +78,6 @@ def remember_model(folder: Path | None, spec: str | None) -> None:
         store.write_atomic(folder / RECENT_FILE, "\n".join(entries) + "\n")
     except OSError:
         pass
-
-
-def opts_for_session(opts: Any, session_file: str | None) -> Any:
-    """``--session FILE`` without ``--model``: load the model the file was made with.
-
-    A file that cannot be read changes nothing here (the app reports it in one line).
-    """
-    if not session_file or getattr(opts, "model", None) is not None:
-        return opts
-    try:
-        sf = store.load_session_file(session_file)
-    except store.SessionFileError:
-        return opts
-    if sf.model is None or not sf.model.spec:
-        return opts
-    from tokentui.cli.options import SharedOptions
-
-    values = dict(opts.values)
-    values["model"] = sf.model.spec
-    if values.get("dtype", "auto") == "auto" and sf.model.dtype:
-        values["dtype"] = sf.model.dtype
-    return SharedOptions(values)
 
 
 class SessionsMixin:
@@ -202,11 +183,11 @@ class SessionsMixin:
 
         try:
             sf = await asyncio.to_thread(store.load_session_file, path)
-            session = await self.engine.call(store.restore, sf, self.backend)
+            session = await self.engine.call(launch.restore_session, sf, self.backend)
         except (TokentuiError, OSError) as exc:
             self.show_error(f"session not opened: {exc}")
             return
-        warnings = store.model_warnings(sf, getattr(self.backend, "loaded", None))
+        warnings = store.model_warnings(sf, self.backend.loaded)
         self.session = session
         self.save_path = Path(path).expanduser()
         pane = self.query_one(PromptPane)
@@ -302,25 +283,21 @@ class SessionsMixin:
         remember_model(self.data_dir, record.spec if record else None)
 
     def action_model(self: Any) -> None:
-        def done(request: ModelRequest | None) -> None:
+        def done(request: ModelConfig | None) -> None:
             if request is not None:
                 self.switch_model(request)
 
         self.push_screen(ModelScreen(self.model_name, read_recent(self.data_dir)), done)
 
-    def load_model_backend(self: Any, request: ModelRequest) -> Any:
+    def load_model_backend(self: Any, request: ModelConfig) -> Any:
         """Load on the engine thread, reporting progress to the status line."""
-        from tokentui.engine import models
-        from tokentui.engine.backends.local import LocalBackend
-
         def progress(stage: str, fraction: float | None) -> None:
             self.post_message(ModelLoading(stage, fraction))
 
-        loaded = models.load(request.spec, device=request.device, dtype=request.dtype, progress=progress)
-        return LocalBackend(loaded)
+        return launch.open_backend(request, progress=progress)
 
     @work(exclusive=True, exit_on_error=False, group="model")
-    async def switch_model(self: Any, request: ModelRequest) -> None:
+    async def switch_model(self: Any, request: ModelConfig) -> None:
         """Load another model; on failure keep the current model and session and say why."""
         from tokentui.tui.widgets.prompt import PromptPane
 

@@ -6,36 +6,66 @@ faces can grey out the views it cannot give instead of faking them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
+
+if TYPE_CHECKING:
+    from tokentui.engine.models import LoadedModel
+
+
+VIEWS = ("attention", "hidden_states", "gradients", "full_vocab")
+"""The views a backend may lack; each missing one has its own reason in ``Capabilities``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a backend can compute, with the reason when it cannot."""
+    """What a backend can compute, with the reason for each view it cannot give.
+
+    The faces read only this (never transformers' config attribute names): how many layers
+    and heads to offer, whether to grey the attention pane, and what to say when they do.
+    """
 
     name: str
     """Shown in the header: backend kind and model name."""
     full_vocab: bool = True
     """False: only the top-N log-probabilities come back."""
     attention: bool = True
+    """Attention weights per layer and head (not for servers, nor for recurrent models)."""
     hidden_states: bool = True
     gradients: bool = True
     tokenizer: bool = True
     max_context: int | None = None
     top_n: int | None = None
     """How many log-probabilities a top-N backend returns per step."""
+    layers: int | None = None
+    """Decoder layers (None when unknown, e.g. a server)."""
+    heads: int | None = None
+    """Attention heads per layer (None without attention)."""
     reason: str = ""
-    """Why the views this backend lacks are missing (one line)."""
+    """Why the views this backend lacks are missing (one line), when one reason covers all."""
+    reasons: tuple[tuple[str, str], ...] = ()
+    """``(view, why)`` for a view with a reason of its own (``VIEWS``)."""
+
+    def why_not(self, view: str) -> str:
+        """The one-line reason ``view`` is missing ('' when it is there)."""
+        if getattr(self, view, True):
+            return ""
+        for name, why in self.reasons:
+            if name == view:
+                return why
+        return self.reason or f"this backend gives no {view.replace('_', ' ')}"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "full_vocab": self.full_vocab, "attention": self.attention,
             "hidden_states": self.hidden_states, "gradients": self.gradients,
             "tokenizer": self.tokenizer, "max_context": self.max_context, "top_n": self.top_n,
+            "layers": self.layers, "heads": self.heads,
+            "missing": {v: self.why_not(v) for v in VIEWS if not getattr(self, v)},
         }
 
 
@@ -55,12 +85,24 @@ class BackendOutput:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A model that can score the next token after a prefix of token ids."""
+    """A model that can score the next token after a prefix of token ids.
+
+    Everything a caller may use is declared here; a view a backend cannot give is said in
+    ``capabilities`` (and its method raises a one-line error), never found by probing.
+    """
 
     capabilities: Capabilities
     tokenizer: Any
     vocab_size: int
     eos_token_ids: frozenset[int]
+    loaded: LoadedModel | None
+    """The local model and where it lives; None for a server."""
+    model: Any
+    """The torch module for a local model (analyses that need weights use it); None for a server."""
+    device: torch.device
+    """Where the model's inputs go (CPU for a server)."""
+    lock: threading.RLock
+    """Held while the model runs; analyses that call the model directly hold it too."""
 
     def next_logits(
         self, ids: Sequence[int], *, attention: bool = False, hidden_states: bool = False
@@ -70,4 +112,16 @@ class Backend(Protocol):
 
     def reset(self) -> None:
         """Forget any cached state."""
+        ...
+
+    def cancel(self) -> None:
+        """Abort work in flight from another thread (a server request); a no-op locally."""
+        ...
+
+    def check_length(self, n: int) -> None:
+        """Raise ContextOverflowError when ``n`` tokens do not fit the model's context."""
+        ...
+
+    def attention_matrix(self, ids: Sequence[int]) -> torch.Tensor:
+        """``(layers, heads, T, T)`` attention over ``ids``; CapabilityError without attention."""
         ...

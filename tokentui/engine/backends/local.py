@@ -42,7 +42,11 @@ class LocalBackend:
             eos = self.tokenizer.eos_token_id
         eos_list = eos if isinstance(eos, list | tuple) else [eos]
         self.eos_token_ids = frozenset(int(e) for e in eos_list if e is not None)
-        self.capabilities = Capabilities(name=f"local · {loaded.name}", max_context=self.max_context)
+        layers = getattr(text_config, "num_hidden_layers", None) or getattr(text_config, "n_layer", None)
+        heads = getattr(text_config, "num_attention_heads", None) or getattr(text_config, "n_head", None)
+        self.capabilities = Capabilities(name=f"local · {loaded.name}", max_context=self.max_context,
+                                         layers=int(layers) if layers else None,
+                                         heads=int(heads) if heads else None)
         self.device = torch.device(loaded.device) if loaded.device != "meta" else torch.device("cpu")
         self.lock = threading.RLock()
         self._cache: Any = None
@@ -58,6 +62,10 @@ class LocalBackend:
         with self.lock:
             self._cache = None
             self._cache_ids = []
+
+    def cancel(self) -> None:
+        """Nothing to abort: a local forward pass ends by itself (the engine checks its stop
+        event between passes)."""
 
     def check_length(self, n: int) -> None:
         if self.max_context is not None and n > self.max_context:

@@ -149,6 +149,21 @@ class RemoteBackend:
     def close(self) -> None:
         self.client.close()
 
+    loaded = None
+    """No local model: a server's weights are out of reach."""
+    model = None
+    device = torch.device("cpu")
+
+    def check_length(self, n: int) -> None:
+        limit = self.info.max_context
+        if limit is not None and n > limit:
+            raise ContextOverflowError(f"the sequence has {n} tokens but the server's context is {limit}")
+
+    def attention_matrix(self, ids: Sequence[int]) -> torch.Tensor:
+        from tokentui.engine.errors import CapabilityError
+
+        raise CapabilityError(f"attention unavailable: {self.capabilities.why_not('attention')}")
+
     def note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)

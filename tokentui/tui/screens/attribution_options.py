@@ -1,6 +1,6 @@
 """Choose how ``a`` attributes: method, per-token reduction, integral steps and baseline.
 
-The choices become an :class:`~tokentui.engine.attribution.AttributionConfig`, so every value
+The choices become an :class:`~tokentui.engine.analysis.attribution.AttributionConfig`, so every value
 is validated by the engine itself; a bad one is named on the dialog's last line and nothing
 changes until it is fixed.
 """
@@ -14,7 +14,7 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
-from tokentui.engine.attribution import AGGREGATIONS, BASELINES, METHODS, AttributionConfig
+from tokentui.engine.analysis.attribution import AGGREGATIONS, BASELINES, METHODS, AttributionConfig
 from tokentui.engine.errors import ParameterError
 
 

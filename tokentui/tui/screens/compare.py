@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from tokentui.engine.compare import BranchComparison, ComparedStep
+from tokentui.engine.analysis.compare import BranchComparison, ComparedStep
 from tokentui.engine.results import Distribution, StepResult
 from tokentui.engine.session import BranchInfo
 from tokentui.tui.styling import token_text, visible

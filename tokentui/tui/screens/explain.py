@@ -1,6 +1,6 @@
 """F1: a plain-words explanation of the focused pane, in a modal (escape closes).
 
-The texts live in :mod:`tokentui.explain` (no UI import). Which pane is "focused" is found
+The texts live in :mod:`tokentui.tui.help_texts` (no UI import). Which pane is "focused" is found
 by walking up from the focused widget: a node with an ``explain_id`` (the Inside panes),
 a main-screen pane by its id, or the side tabs by the active tab.
 """
@@ -17,7 +17,7 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import Static, TabbedContent
 
-from tokentui.explain import Explanation, explain
+from tokentui.tui.help_texts import Explanation, explain
 
 MAIN_PANES: dict[str, str] = {
     "prompt": "prompt",

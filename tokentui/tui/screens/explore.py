@@ -2,7 +2,7 @@
 branch with the top M alternatives each, grow each new branch K tokens, and see the result
 as a tree with each branch's text and joint probability. Progress and cancel while it runs.
 
-The screen only asks and shows; the app runs ``compare.explore`` on the engine thread and
+The screen only asks and shows; the app runs ``forks.explore`` on the engine thread and
 feeds :meth:`ExploreScreen.add` / :meth:`ExploreScreen.finished`.
 """
 
@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, Static, Tree
 
-from tokentui.engine.compare import ExploredBranch, ExploreResult
+from tokentui.engine.analysis.forks import ExploredBranch, ExploreResult
 from tokentui.tui.styling import visible
 
 

@@ -1,6 +1,6 @@
 """The Inside screen (``i``): what the model did with the token under the cursor.
 
-One pane per part of :func:`tokentui.engine.internals.inspect`: the token's pieces and
+One pane per part of :func:`tokentui.engine.analysis.inside.inspect`: the token's pieces and
 bytes, its embedding, the position signal, the logit lens, attention by layer and the
 temperature knob. The report is computed on the app's :class:`EngineWorker` (a Textual
 worker, ``exclusive``: moving fast cancels the previous request, and a request that is
@@ -24,9 +24,9 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from tokentui.engine import internals
+from tokentui.engine.analysis import inside
+from tokentui.engine.analysis.inside import InsideReport, Inspector
 from tokentui.engine.errors import TokentuiError
-from tokentui.engine.internals import InsideReport, Inspector
 from tokentui.engine.results import Token
 from tokentui.tui.screens.explain import ExplainScreen
 from tokentui.tui.widgets.inside_charts import EmbeddingPane, PositionPane, TemperaturePane
@@ -50,7 +50,7 @@ _inspectors: weakref.WeakKeyDictionary[Any, Inspector] = weakref.WeakKeyDictiona
 
 
 def inspector_for(backend: Any) -> Inspector:
-    """The backend's Inspector, built once (raises InternalsError for a remote backend)."""
+    """The backend's Inspector, built once (raises InsideError for a remote backend)."""
     try:
         found = _inspectors.get(backend)
     except TypeError:  # not weak-referenceable: no cache
@@ -161,7 +161,7 @@ class InsideScreen(ModalScreen[int]):
         def run() -> InsideReport | None:
             if ticket != self._ticket:  # the user moved on before the engine got here
                 return None
-            return internals.inspect(session, index, top_k=LENS_TOP_K, strict=False,
+            return inside.inspect(session, index, top_k=LENS_TOP_K, strict=False,
                                      inspector=inspector_for(session.backend))
 
         try:

@@ -8,7 +8,6 @@ session when the load fails.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,22 +16,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 
-from tokentui.engine.models import DTYPES
+from tokentui.engine.launch import DTYPES, ModelConfig
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-@dataclass(frozen=True)
-class ModelRequest:
-    """What to load."""
-
-    spec: str
-    device: str = "auto"
-    dtype: str = "auto"
-
-
-class ModelScreen(ModalScreen[ModelRequest | None]):
-    """Dismisses with a :class:`ModelRequest`, or None (escape)."""
+class ModelScreen(ModalScreen[ModelConfig | None]):
+    """Dismisses with a :class:`ModelConfig`, or None (escape)."""
 
     DEFAULT_CSS = """
     ModelScreen { align: center middle; }
@@ -95,8 +85,8 @@ class ModelScreen(ModalScreen[ModelRequest | None]):
     def _load(self) -> None:
         device = self.query_one("#model-device", Select).value
         dtype = self.query_one("#model-dtype", Select).value
-        self.dismiss(ModelRequest(self.query_one("#model-spec", Input).value.strip() or "default",
-                                  str(device), str(dtype)))
+        self.dismiss(ModelConfig(spec=self.query_one("#model-spec", Input).value.strip() or None,
+                                 device=str(device), dtype=str(dtype)))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from tokentui.engine.internals import EmbeddingInfo, InsideReport, PositionInfo, TemperatureSweep
+from tokentui.engine.analysis.inside import EmbeddingInfo, InsideReport, PositionInfo, TemperatureSweep
 from tokentui.tui.widgets.inside_panes import InsidePane, piece
 
 SWEEP_COLOURS = (("blue+", "color(12)"), ("green+", "color(10)"), ("magenta+", "color(13)"),

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tokentui.engine.internals import InsideReport, LayerAttention, LensLayer
+from tokentui.engine.analysis.inside import InsideReport, LayerAttention, LensLayer
 from tokentui.engine.results import Token
 from tokentui.tui.styling import visible
 
@@ -65,7 +65,7 @@ class InsidePane(VerticalScroll, can_focus=True):
     """
 
     explain_id: ClassVar[str] = ""
-    """Key into ``tokentui.explain.EXPLANATIONS`` (what F1 shows)."""
+    """Key into ``tokentui.tui.help_texts.EXPLANATIONS`` (what F1 shows)."""
     title: ClassVar[str] = ""
     field: ClassVar[str] = ""
     """The ``InsideReport`` attribute this pane draws (and its key in ``missing``)."""

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from tokentui.engine.errors import ParameterError
-from tokentui.engine.sampling import PRESETS, SamplingParams, apply_preset
+from tokentui.engine.params import PRESETS, SamplingParams, apply_preset
 
 
 def _optional_int(text: str) -> int | None:

@@ -25,9 +25,9 @@ import torch
 from tokentui.engine import sampling
 from tokentui.engine.backends.local import eager_attention
 from tokentui.engine.errors import TokentuiError
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import TokenTable, token_bytes
 from tokentui.engine.results import Token
-from tokentui.engine.sampling import SamplingParams
 
 LN2 = math.log(2.0)
 NEAREST = 8
@@ -38,7 +38,7 @@ LEARNED_POSITION_NAMES = ("wpe", "position_embeddings", "embed_positions")
 PANES = ("token", "embedding", "position", "logit_lens", "attention_by_layer", "temperature_sweep")
 
 
-class InternalsError(TokentuiError):
+class InsideError(TokentuiError):
     """A part of the model a view needs is missing, or the position is outside the sequence."""
 
 
@@ -281,7 +281,7 @@ def _named(module: Any, names: Sequence[str]) -> tuple[str, Any] | None:
 def final_norm(model: Any) -> torch.nn.Module:
     found = _named(_base(model), FINAL_NORM_NAMES)
     if found is None:
-        raise InternalsError(f"logit lens unavailable: no final norm found in "
+        raise InsideError(f"logit lens unavailable: no final norm found in "
                              f"{type(_base(model)).__name__} (looked for {', '.join(FINAL_NORM_NAMES)})")
     return found[1]
 
@@ -322,10 +322,10 @@ class Inspector:
     """Computes the Inside panes from one local backend's model (caches the embedding norms)."""
 
     def __init__(self, backend: Any) -> None:
-        model = getattr(backend, "model", None)
+        model = backend.model
         if model is None or not backend.capabilities.hidden_states:
-            raise InternalsError("this backend gives no access to the model's internals "
-                                 "(use --backend local)")
+            raise InsideError("this backend gives no access to the model's internals "
+                          "(use --backend local)")
         self.backend = backend
         self.model = model
         self.tokenizer = backend.tokenizer
@@ -404,7 +404,7 @@ class Inspector:
         if learned is not None:
             name, table = learned
             if type(table) is not torch.nn.Embedding:
-                raise InternalsError(f"position unavailable: {type(base).__name__}.{name} is a "
+                raise InsideError(f"position unavailable: {type(base).__name__}.{name} is a "
                                      f"{type(table).__name__}, not a plain lookup table")
             with torch.no_grad():
                 vec = table.weight[index].float()
@@ -419,20 +419,20 @@ class Inspector:
         config = _text_config(self.model)
         if rotary is None:
             if _rope_base(config) is not None:
-                raise InternalsError(f"position unavailable: the config names rotary embeddings "
+                raise InsideError(f"position unavailable: the config names rotary embeddings "
                                      f"but no rotary module was found in {type(base).__name__}")
             return PositionInfo(kind="none", index=index,
                                 note="no position vector is added to the input and no rotary module "
                                      "was found; order reaches the model some other way (or not at all)")
         inv_freq = getattr(rotary, "inv_freq", None)
         if not isinstance(inv_freq, torch.Tensor):
-            raise InternalsError(f"position unavailable: {type(rotary).__name__} has no inv_freq")
+            raise InsideError(f"position unavailable: {type(rotary).__name__} has no inv_freq")
         with self.backend.lock, torch.no_grad():
             probe = torch.zeros(1, device=inv_freq.device, dtype=torch.float32)
             try:
                 cos, sin = rotary(probe, position_ids=torch.tensor([[index]], device=inv_freq.device))
             except TypeError as exc:
-                raise InternalsError(f"position unavailable: {type(rotary).__name__} has an "
+                raise InsideError(f"position unavailable: {type(rotary).__name__} has an "
                                      f"interface this view does not know ({exc})") from None
             angle = index * inv_freq.float()
         head_dim = int(cos.shape[-1])
@@ -467,7 +467,7 @@ class Inspector:
         norm = final_norm(self.model)
         head = self.model.get_output_embeddings()
         if head is None:
-            raise InternalsError("logit lens unavailable: the model has no output embedding")
+            raise InsideError("logit lens unavailable: the model has no output embedding")
         weight = head.weight
         with self.backend.lock, torch.no_grad():
             inner = norm(hidden[1:-1].to(device=weight.device, dtype=weight.dtype))
@@ -565,7 +565,7 @@ class Inspector:
             out = self.model(input_ids=torch.tensor([list(ids)], device=self.backend.input_device),
                              use_cache=False, output_hidden_states=True, output_attentions=attention)
         if not out.hidden_states:
-            raise InternalsError("logit lens unavailable: the model returned no hidden states")
+            raise InsideError("logit lens unavailable: the model returned no hidden states")
         return out
 
 
@@ -639,7 +639,7 @@ def resolve_index(index: int, length: int) -> int:
     """0-based index into prompt + completion; negative counts from the end."""
     resolved = index + length if index < 0 else index
     if not 0 <= resolved < length:
-        raise InternalsError(f"position {index} is outside the sequence of {length} tokens "
+        raise InsideError(f"position {index} is outside the sequence of {length} tokens "
                              f"(use 0..{length - 1}, or -1..-{length} from the end)")
     return resolved
 
@@ -670,7 +670,7 @@ def inspect(session: Any, index: int = -1, *, top_k: int = 5, strict: bool = Tru
             inspector: Inspector | None = None) -> InsideReport:
     """Every Inside pane for one position of the session's current branch.
 
-    ``strict``: raise the first InternalsError (the CLI); otherwise the failing pane is None
+    ``strict``: raise the first InsideError (the CLI); otherwise the failing pane is None
     and its reason is in ``missing`` (the TUI shows the other panes).
     """
     inspector = inspector or Inspector(session.backend)
@@ -683,7 +683,7 @@ def inspect(session: Any, index: int = -1, *, top_k: int = 5, strict: bool = Tru
     def attempt(name: str, fn: Any) -> None:
         try:
             found[name] = fn()
-        except InternalsError as exc:
+        except InsideError as exc:
             if strict:
                 raise
             missing[name] = str(exc)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from tokentui.engine.errors import ParameterError
+from tokentui.engine.errors import CapabilityError, ParameterError
 from tokentui.engine.prompts import TokenTable
 from tokentui.engine.results import Token
 
@@ -113,9 +113,9 @@ def to_rows(matrix: torch.Tensor) -> Weights:
 
 def full_attention(backend: Any, ids: Sequence[int]) -> torch.Tensor:
     """``(L, H, T, T)`` on CPU for a whole sequence: one eager forward under the backend lock."""
-    if not getattr(backend.capabilities, "attention", False) or not hasattr(backend, "attention_matrix"):
-        raise ParameterError(f"{backend.capabilities.name} gives no attention weights "
-                             "(a local transformers model is needed)")
+    if not backend.capabilities.attention:
+        raise CapabilityError(f"{backend.capabilities.name} gives no attention weights: "
+                              f"{backend.capabilities.why_not('attention')}")
     if not ids:
         raise ParameterError("attention needs at least one token")
     return backend.attention_matrix(list(ids))

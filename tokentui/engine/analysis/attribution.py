@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tokentui.engine import attention as attn
-from tokentui.engine.errors import Cancelled, ParameterError
+from tokentui.engine.analysis import attention as attn
+from tokentui.engine.errors import Cancelled, CapabilityError, ParameterError
 from tokentui.engine.prompts import TokenTable
 from tokentui.engine.results import Token
 
@@ -376,9 +376,9 @@ def _cpu_copy(model: Any) -> Any:
 
 def _run_gradient(backend: Any, work: Callable[[Any], _Batch]) -> tuple[_Batch, str, str | None]:
     """Run on the model's device; where that device cannot do it, on a CPU copy with a note."""
-    if not getattr(backend.capabilities, "gradients", False) or not hasattr(backend, "model"):
-        raise ParameterError(f"{backend.capabilities.name} cannot compute gradients "
-                             "(a local transformers model is needed)")
+    if not backend.capabilities.gradients or backend.model is None:
+        raise CapabilityError(f"{backend.capabilities.name} cannot compute gradients: "
+                              f"{backend.capabilities.why_not('gradients') or 'no local model'}")
     model = backend.model
     device = model.get_input_embeddings().weight.device
     with backend.lock:
@@ -456,16 +456,14 @@ class _Rows:
 def _compute(backend: Any, ids: list[int], positions: list[int], cfg: AttributionConfig,
              progress: Progress | None, cancel: threading.Event | None) -> _Rows:
     t0 = time.perf_counter()
-    backend_check = getattr(backend, "check_length", None)
-    if backend_check is not None:
-        backend_check(len(ids))
+    backend.check_length(len(ids))
     if cfg.info.kind == "attention":
         if cancel is not None and cancel.is_set():
             raise AttributionCancelled("attribution cancelled")
         rows = _attention_rows(backend, ids, positions, cfg.method)
         if progress is not None:
             progress(len(positions), len(positions))
-        device = str(getattr(backend, "device", "cpu"))
+        device = str(backend.device)
         return _Rows(rows, None, None, None, device, None, (time.perf_counter() - t0) * 1000)
 
     per_target = cfg.info.rows_per_target(cfg.n_steps)

@@ -3,7 +3,7 @@
 Plain data (no UI import): a title, what the pane shows, how to read it, and the formula
 in one line. Written for a student meeting a language model for the first time; every
 statement matches what tokentui computes (see ``engine/sampling.py`` and
-``engine/internals.py``).
+``engine/inside.py``).
 """
 
 from __future__ import annotations

@@ -38,10 +38,10 @@ from typing import Any
 
 from tokentui.engine.chat import prompt_messages
 from tokentui.engine.errors import TokentuiError
-from tokentui.engine.files import atomic_write_text
+from tokentui.engine.params import SamplingParams
+from tokentui.engine.persist.files import atomic_write_text
 from tokentui.engine.prompts import PromptSpec
 from tokentui.engine.results import Candidate, Distribution, StepResult, Token
-from tokentui.engine.sampling import SamplingParams
 
 FORMAT = "tokentui-session"
 VERSION = 1
@@ -187,10 +187,9 @@ def _branch_json(b: BranchRecord, table: _ParamsTable | None = None) -> dict[str
 # ----- from a live session ----------------------------------------------------------------
 def model_record(backend: Any) -> ModelRecord | None:
     """What the file says about the model: from ``backend.loaded`` when there is one."""
-    loaded = getattr(backend, "loaded", None)
+    loaded = backend.loaded
     if loaded is None:
-        caps = getattr(backend, "capabilities", None)
-        name = getattr(caps, "name", None)
+        name = backend.capabilities.name
         return ModelRecord(spec=None, kind="remote", location=name or "", name=name or "") \
             if name else None
     from tokentui.engine import models
@@ -242,7 +241,7 @@ def snapshot(session: Any, *, messages: Iterable[dict[str, str]] | None = None) 
             model=model_record(session.backend), prompt=session.prompt,
             prompt_ids=tuple(session.prompt_ids), params=session.params,
             default_seed=int(session.default_seed), top_n=int(session.top_n),
-            branches=tuple(records), current=session.current_id, next_id=session._next_id,
+            branches=tuple(records), current=session.current_id, next_id=session.next_branch_id,
             messages=tuple(dict(m) for m in messages),
             constraint=constraint_record(session.constraint),
             saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -481,52 +480,7 @@ def _step(s: dict[str, Any], branch_id: int, params: SamplingParams | None = Non
     )
 
 
-# ----- back to a live session ----------------------------------------------------------------
-def build_constraint(sf: SessionFile, backend: Any) -> Any:
-    """The file's constraint rebuilt for this backend (None when there is none)."""
-    if not sf.constraint:
-        return None
-    from tokentui.engine import constraints
-
-    c = sf.constraint
-    build = getattr(constraints, "build", None)
-    if build is not None:  # kind and text as the constraint itself holds them
-        return build(c["kind"], c["value"], backend.tokenizer, backend.vocab_size,
-                     eos_ids=c.get("eos_ids", ()))
-    return constraints.from_cli(c["kind"], c["value"], backend.tokenizer, backend.vocab_size)
-
-
-def restore(sf: SessionFile, backend: Any) -> Any:
-    """A live Session with every branch exactly as recorded, without running the model.
-
-    The recorded steps (with their top-N candidates) are reused as they are, so opening a
-    long session is instant; ``replay.replay`` recomputes them when that is wanted.
-    """
-    from tokentui.engine.session import Branch, Session
-
-    vocab = int(backend.vocab_size)
-    too_big = [i for i in sf.prompt_ids if not 0 <= i < vocab]
-    too_big += [s.token.id for b in sf.branches for s in b.steps if not 0 <= s.token.id < vocab]
-    if too_big:
-        raise SessionFileError(f"token id {too_big[0]} does not fit this model's vocabulary of {vocab}: "
-                               "the session was made with another model")
-    session = Session(backend, sf.prompt, prompt_ids=list(sf.prompt_ids), params=sf.params,
-                      top_n=sf.top_n)
-    session.default_seed = sf.default_seed
-    constraint = build_constraint(sf, backend)
-    if constraint is not None:
-        session.set_constraint(constraint)
-    with session.lock:
-        session.branches.clear()
-        for b in sf.branches:
-            session.branches[b.id] = Branch(id=b.id, name=b.name, parent=b.parent, fork_at=b.fork_at,
-                                            steps=list(b.steps))
-        session.current_id = sf.current
-        session._next_id = sf.next_id
-    session.messages = list(sf.messages)  # type: ignore[attr-defined]
-    return session
-
-
+# ----- back to a live session: tokentui.engine.launch.restore_session ------------------------
 def model_warnings(sf: SessionFile, loaded: Any) -> list[str]:
     """Differences between the file's model and the loaded one (a replay may then differ)."""
     if sf.model is None or loaded is None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tokentui.engine.errors import SessionError
+from tokentui.engine.persist.session_file import SessionFile
 from tokentui.engine.prompts import encode_prompt
 from tokentui.engine.results import StepResult
-from tokentui.engine.store import SessionFile, build_constraint
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +133,8 @@ def replay(
     Past a branch's first difference its recorded tokens are forced, so its children are
     still rebuilt on the recorded prefix and checked on their own steps.
     """
-    from tokentui.engine.session import Branch, Session
+    from tokentui.engine.launch import session_for_file
+    from tokentui.engine.session import Branch
 
     prompt_diff = None
     if check:
@@ -145,12 +146,7 @@ def replay(
             prompt_diff = Difference(None, "", -1, "prompt", f"{len(sf.prompt_ids)} ids",
                                      f"{len(fresh)} ids (first change at "
                                      f"{_first_change(fresh, list(sf.prompt_ids))})")
-    session = Session(backend, sf.prompt, prompt_ids=list(sf.prompt_ids), params=sf.params,
-                      top_n=sf.top_n)
-    session.default_seed = sf.default_seed
-    constraint = build_constraint(sf, backend)
-    if constraint is not None:
-        session.set_constraint(constraint)
+    session = session_for_file(sf, backend)
     total = sum(len(b.steps) - b.inherit for b in sf.branches)
     done = 0
     results = []
@@ -185,10 +181,9 @@ def replay(
             results.append(BranchReplay(rec.id, rec.name, len(rec.steps) - rec.inherit, difference,
                                         session.completion_text()))
         session.current_id = sf.current if sf.current in session.branches else min(session.branches)
-        session._next_id = sf.next_id
+        session.next_branch_id = sf.next_id
         session.params = sf.params
         session._peeked = None
-    session.messages = list(sf.messages)  # type: ignore[attr-defined]
     return ReplayReport(tuple(results), prompt_diff, tolerance, session)
 
 

@@ -12,12 +12,13 @@ import math
 import pytest
 import torch
 
-from tokentui.engine import internals, sampling
-from tokentui.engine.internals import InternalsError
+from tokentui.engine import sampling
+from tokentui.engine.analysis import inside
+from tokentui.engine.analysis.inside import InsideError
+from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec
-from tokentui.engine.sampling import SamplingParams
 from tokentui.engine.session import Session
-from tokentui.explain import EXPLANATIONS, explain
+from tokentui.tui.help_texts import EXPLANATIONS, explain
 
 
 @contextlib.contextmanager
@@ -55,7 +56,7 @@ def check_last_layer_is_p_base(session: Session) -> None:
     stepped(session)
     step = session.current.steps[-1]
     before = session.backend.forward_tokens
-    report = internals.inspect(session, -2)
+    report = inside.inspect(session, -2)
     assert session.backend.forward_tokens == before, "the newest step's position needs no forward"
     last = report.logit_lens[-1]
     assert report.target.id == step.token.id
@@ -81,7 +82,7 @@ def test_inner_layers_equal_the_truncated_models_output(tiny_session, tiny_loade
     model = tiny_loaded.model
     stepped(tiny_session, 2)
     ctx = tiny_session.context_ids()
-    report = internals.inspect(tiny_session, 4)
+    report = inside.inspect(tiny_session, 4)
     with truncated(model, 1):
         logits = full_forward(model, ctx[:5]).logits[0, -1]
     p = torch.softmax(logits, -1)
@@ -94,7 +95,7 @@ def test_inner_layers_equal_the_truncated_models_output(tiny_session, tiny_loade
 def test_inner_layer_on_the_bundled_model(real_backend, bundled):
     model = bundled.model
     session = Session(real_backend, PromptSpec("The capital of France is", chat_template=False))
-    report = internals.inspect(session, -1)
+    report = inside.inspect(session, -1)
     with truncated(model, 15):
         logits = full_forward(model, session.context_ids()).logits[0, -1]
     p = torch.softmax(logits.float(), -1)
@@ -108,7 +109,7 @@ def test_inner_layer_on_the_bundled_model(real_backend, bundled):
 def test_older_position_uses_one_prefix_forward_and_matches_the_model(tiny_session, tiny_loaded):
     stepped(tiny_session, 3)
     ctx = tiny_session.context_ids()
-    report = internals.inspect(tiny_session, 2)
+    report = inside.inspect(tiny_session, 2)
     logits = full_forward(tiny_loaded.model, ctx).logits[0, 2]
     p = torch.softmax(logits, -1)
     assert report.logit_lens[-1].target_p == pytest.approx(float(p[ctx[3]]), abs=1e-5)
@@ -118,7 +119,7 @@ def test_older_position_uses_one_prefix_forward_and_matches_the_model(tiny_sessi
 def test_last_position_is_reused_by_the_next_step(tiny_session):
     stepped(tiny_session, 1)
     before = tiny_session.backend.forward_tokens
-    report = internals.inspect(tiny_session, -1)
+    report = inside.inspect(tiny_session, -1)
     assert report.target is None and report.logit_lens[-1].target_p is None
     step = tiny_session.step(hidden_states=True, attention=True)
     assert tiny_session.backend.forward_tokens == before + 1, "inspect + step cost one forward"
@@ -129,7 +130,7 @@ def test_last_position_is_reused_by_the_next_step(tiny_session):
 def test_lens_grid_matches_the_model(tiny_session, tiny_loaded):
     stepped(tiny_session, 2)
     ctx = tiny_session.context_ids()
-    grid = internals.Inspector(tiny_session.backend).lens_grid(ctx)
+    grid = inside.Inspector(tiny_session.backend).lens_grid(ctx)
     p = torch.softmax(full_forward(tiny_loaded.model, ctx).logits[0], -1)
     assert len(grid.top) == 2 and len(grid.top[-1]) == len(ctx)
     assert [e.token.id for e in grid.top[-1]] == p.argmax(-1).tolist()
@@ -144,7 +145,7 @@ def test_lens_grid_matches_the_model(tiny_session, tiny_loaded):
 def test_embedding_row_and_nearest_tokens(tiny_session, tiny_loaded):
     weight = tiny_loaded.model.get_input_embeddings().weight
     ctx = tiny_session.context_ids()
-    info = internals.Inspector(tiny_session.backend).embedding(ctx[-1])
+    info = inside.Inspector(tiny_session.backend).embedding(ctx[-1])
     assert torch.equal(torch.tensor(info.values), weight[ctx[-1]])
     assert info.norm == pytest.approx(float(weight[ctx[-1]].norm()), rel=1e-6)
     cos = torch.nn.functional.cosine_similarity(weight, weight[ctx[-1]][None], dim=-1)
@@ -155,7 +156,7 @@ def test_embedding_row_and_nearest_tokens(tiny_session, tiny_loaded):
 
 def test_bundled_embedding_rows(real_backend, bundled):
     session = Session(real_backend, PromptSpec("cat", chat_template=False))
-    report = internals.inspect(session, 0)
+    report = inside.inspect(session, 0)
     weight = bundled.model.get_input_embeddings().weight
     assert torch.equal(torch.tensor(report.embedding.values), weight[session.prompt_ids[0]])
     assert len(report.embedding.values) == 576 and len(report.embedding.nearest) == 8
@@ -165,17 +166,17 @@ def test_tied_embeddings_ride_in_the_lens_matmul(real_backend, tiny_session):
     """SmolLM2 ties its unembedding to its input embedding, so the nearest-token products
     come from the lens matmul; they must name the same neighbours as a separate product."""
     session = Session(real_backend, PromptSpec("The sky is blue because", chat_template=False))
-    inspector = internals.Inspector(real_backend)
+    inspector = inside.Inspector(real_backend)
     token = session.context_ids()[-2]
     assert inspector.fused_embedding_row(token) is not None
-    fused = internals.inspect(session, -2, inspector=inspector).embedding
+    fused = inside.inspect(session, -2, inspector=inspector).embedding
     assert inspector.fused_embedding_row(token) is None  # cached now
-    alone = internals.Inspector(real_backend).embedding(token)
+    alone = inside.Inspector(real_backend).embedding(token)
     assert [n.token.id for n in fused.nearest] == [n.token.id for n in alone.nearest]
     for a, b in zip(fused.nearest, alone.nearest, strict=True):
         assert a.cosine == pytest.approx(b.cosine, abs=1e-5)
     # The tiny Llama has an untied head: nothing rides along there.
-    tiny = internals.Inspector(tiny_session.backend)
+    tiny = inside.Inspector(tiny_session.backend)
     assert tiny.fused_embedding_row(tiny_session.context_ids()[-1]) is None
 
 
@@ -184,7 +185,7 @@ def test_rotary_cos_sin_are_the_models_own(which, request):
     loaded = request.getfixturevalue("tiny_loaded" if which == "tiny" else "bundled")
     backend = request.getfixturevalue("tiny_backend" if which == "tiny" else "real_backend")
     rotary = loaded.model.model.rotary_emb
-    info = internals.Inspector(backend).position(7, 42)
+    info = inside.Inspector(backend).position(7, 42)
     # What the model computes for a whole sequence, row 7.
     x = torch.zeros(1, 12, loaded.model.config.hidden_size)
     cos, sin = rotary(x, position_ids=torch.arange(12)[None])
@@ -218,7 +219,7 @@ def test_learned_positions_on_gpt2(tokenizer):
                       params=SamplingParams(seed=1))
     stepped(session, 2)
     ctx = session.context_ids()
-    report = internals.inspect(session, 3)
+    report = inside.inspect(session, 3)
     model = backend.model
     assert report.position.kind == "learned"
     assert torch.equal(torch.tensor(report.position.vector), model.transformer.wpe.weight[3])
@@ -235,7 +236,7 @@ def test_attention_by_layer_matches_the_backends_matrix(tiny_session):
     stepped(tiny_session, 2)
     ctx = tiny_session.context_ids()
     i = len(ctx) - 3
-    report = internals.inspect(tiny_session, i)
+    report = inside.inspect(tiny_session, i)
     matrix = tiny_session.backend.attention_matrix(ctx)  # (layers, heads, T, T)
     assert len(report.attention_by_layer) == matrix.shape[0]
     for layer, row in zip(report.attention_by_layer, matrix, strict=True):
@@ -251,7 +252,7 @@ def test_newest_step_attention_needs_no_forward(tiny_session):
     stepped(tiny_session, 2)
     ctx = tiny_session.context_ids()
     before = tiny_session.backend.forward_tokens
-    report = internals.inspect(tiny_session, -2)
+    report = inside.inspect(tiny_session, -2)
     assert tiny_session.backend.forward_tokens == before
     matrix = tiny_session.backend.attention_matrix(ctx)
     i = len(ctx) - 2
@@ -269,7 +270,7 @@ def test_sweep_at_the_current_temperature_is_the_pipelines_softmax(which, reques
     stepped(session, 3)
     out = session.next_output()
     ctx, comp = session.context_ids(), session.current.ids
-    sweep = internals.temperature_sweep(out.logits, ctx, comp, params, session.tokens)
+    sweep = inside.temperature_sweep(out.logits, ctx, comp, params, session.tokens)
     processed = sampling.process(out.logits, ctx, comp, params)
     k = sweep.temperatures.index(0.65)
     assert sweep.temperatures[0] == 0.1 and sweep.temperatures[-1] == 2.0
@@ -286,14 +287,14 @@ def test_sweep_cuts_at_the_current_settings(tiny_session):
     tiny_session.set_params(params)
     out = tiny_session.next_output()
     ctx = tiny_session.context_ids()
-    sweep = internals.temperature_sweep(out.logits, ctx, [], params, tiny_session.tokens)
+    sweep = inside.temperature_sweep(out.logits, ctx, [], params, tiny_session.tokens)
     cuts = {c.name: c for c in sweep.cuts}
     assert cuts["top_k"].kept == 7
     alone = sampling.process(out.logits, ctx, [], params.with_changes(top_k=0, min_p=0.0))
     assert cuts["top_p"].kept == int(alone.kept.sum())
     assert sweep.kept == int(sampling.process(out.logits, ctx, [], params).kept.sum())
     assert sweep.kept <= min(c.kept for c in cuts.values())
-    off = internals.temperature_sweep(out.logits, ctx, [], SamplingParams(top_p=1.0), tiny_session.tokens)
+    off = inside.temperature_sweep(out.logits, ctx, [], SamplingParams(top_p=1.0), tiny_session.tokens)
     assert all(c.kept is None for c in off.cuts)
 
 
@@ -302,7 +303,7 @@ def test_word_split_and_bytes(tiny_backend, tokenizer):
     text = "We saw unbelievably large cats."
     session = Session(tiny_backend, PromptSpec(text, chat_template=False))
     ctx = session.context_ids()
-    inspector = internals.Inspector(tiny_backend)
+    inspector = inside.Inspector(tiny_backend)
     pieces = [tokenizer.decode([i]) for i in ctx]
     start = next(k for k, p in enumerate(pieces) if p.startswith(" un"))
     info = inspector.token_info(ctx, start + 1, prompt_length=len(ctx))
@@ -314,27 +315,27 @@ def test_word_split_and_bytes(tiny_backend, tokenizer):
 
 def test_special_tokens_stand_alone(tiny_session):
     ctx = tiny_session.context_ids()
-    info = internals.Inspector(tiny_session.backend).token_info(ctx, 0, prompt_length=len(ctx))
+    info = inside.Inspector(tiny_session.backend).token_info(ctx, 0, prompt_length=len(ctx))
     assert info.token.special and info.word.pieces == (info.token,)
 
 
 def test_position_outside_the_sequence(tiny_session):
     n = len(tiny_session.context_ids())
-    with pytest.raises(InternalsError, match=f"position {n} is outside the sequence of {n} tokens"):
-        internals.inspect(tiny_session, n)
-    with pytest.raises(InternalsError, match="outside"):
-        internals.inspect(tiny_session, -n - 1)
-    assert internals.inspect(tiny_session, -n).index == 0
+    with pytest.raises(InsideError, match=f"position {n} is outside the sequence of {n} tokens"):
+        inside.inspect(tiny_session, n)
+    with pytest.raises(InsideError, match="outside"):
+        inside.inspect(tiny_session, -n - 1)
+    assert inside.inspect(tiny_session, -n).index == 0
 
 
 def test_missing_parts_name_themselves(tiny_session, monkeypatch):
-    monkeypatch.setattr(internals, "FINAL_NORM_NAMES", ("no_such_norm",))
-    with pytest.raises(InternalsError, match="no final norm found in LlamaModel"):
-        internals.inspect(tiny_session, -1)
-    monkeypatch.setattr(internals, "rotary_module", lambda model: None)
-    with pytest.raises(InternalsError, match="no rotary module was found"):
-        internals.inspect(tiny_session, -1)
-    report = internals.inspect(tiny_session, -1, strict=False)
+    monkeypatch.setattr(inside, "FINAL_NORM_NAMES", ("no_such_norm",))
+    with pytest.raises(InsideError, match="no final norm found in LlamaModel"):
+        inside.inspect(tiny_session, -1)
+    monkeypatch.setattr(inside, "rotary_module", lambda model: None)
+    with pytest.raises(InsideError, match="no rotary module was found"):
+        inside.inspect(tiny_session, -1)
+    report = inside.inspect(tiny_session, -1, strict=False)
     assert report.logit_lens is None and "no final norm" in report.missing["logit_lens"]
     assert "no rotary module" in report.missing["position"]
     assert report.embedding is not None and report.attention_by_layer is not None
@@ -342,20 +343,20 @@ def test_missing_parts_name_themselves(tiny_session, monkeypatch):
     assert report.to_json()["logit_lens"] is None
 
 
-def test_a_backend_without_a_model_is_refused(tiny_backend):
-    class Remote:
-        capabilities = tiny_backend.capabilities
-        tokenizer = tiny_backend.tokenizer
+def test_a_backend_without_hidden_states_is_refused(tiny_backend):
+    """A backend that declares no hidden states (as a server does) is refused in one line."""
+    from dataclasses import replace
 
-    with pytest.raises(InternalsError, match="no access to the model's internals"):
-        internals.Inspector(Remote())
+    tiny_backend.capabilities = replace(tiny_backend.capabilities, hidden_states=False)
+    with pytest.raises(InsideError, match="no access to the model's internals"):
+        inside.Inspector(tiny_backend)
 
 
 def test_report_json_is_plain(tiny_session):
     import json
 
     stepped(tiny_session, 1)
-    data = json.loads(json.dumps(internals.inspect(tiny_session, -1).to_json()))
+    data = json.loads(json.dumps(inside.inspect(tiny_session, -1).to_json()))
     assert {"token", "embedding", "position", "logit_lens", "attention_by_layer",
             "temperature_sweep"} <= set(data)
     assert set(data["embedding"]) >= {"values", "norm", "nearest"}

@@ -1,0 +1,1 @@
+"""What outlives a run: atomic files, the session file format, autosave and replay."""
