@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tokentui.cli import analysis, inside, sessions, tokens
+from tokentui.cli.help import use_plain_help
 from tokentui.cli.options import SharedOptions, shared_options
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 for module in (tokens, analysis, inside, sessions):
@@ -42,6 +44,9 @@ def main_callback(
     from tokentui.tui.app import run_app
 
     run_app(run_config(opts, prompt or ""), session_file=session_file)
+
+
+use_plain_help(app)
 
 
 def main() -> None:

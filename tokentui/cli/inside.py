@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.panel import Panel
@@ -12,14 +12,16 @@ from rich.text import Text
 from tokentui.cli import render
 from tokentui.cli.options import SharedOptions, shared_options
 from tokentui.cli.runtime import open_session, parse_ids, run_config
-from tokentui.engine.analysis.inside import (
-    InsideReport,
-    LensGrid,
-    PositionInfo,
-    TemperatureSweep,
-    TokenInfo,
-)
 from tokentui.engine.results import Token
+
+if TYPE_CHECKING:  # the analysis imports torch: only when a command runs
+    from tokentui.engine.analysis.inside import (
+        InsideReport,
+        LensGrid,
+        PositionInfo,
+        TemperatureSweep,
+        TokenInfo,
+    )
 
 Prompt = Annotated[str, typer.Argument(help="The prompt text.", show_default=False)]
 CompletionIds = Annotated[str | None, typer.Option(

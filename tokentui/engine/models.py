@@ -179,10 +179,10 @@ def _quiet_transformers() -> None:
 
 def converted_dir(gguf_path: str | Path, digest: str | None = None) -> Path:
     """Where the dequantised copy of a GGUF lives in the cache."""
-    import transformers
+    from importlib.metadata import version
 
     digest = digest or file_hash(gguf_path)
-    return cache_dir() / "converted" / f"{digest[:20]}-transformers{transformers.__version__}"
+    return cache_dir() / "converted" / f"{digest[:20]}-transformers{version('transformers')}"
 
 
 def ensure_converted(gguf_path: str | Path, progress: Progress = _no_progress) -> Path:
@@ -276,13 +276,25 @@ def load(
 
 
 def load_tokenizer(spec: str | None = None, *, trust_remote_code: bool = False,
-                   progress: Progress = _no_progress) -> Any:
-    """Only the tokenizer (for ``tokenize``): no weights are loaded."""
+                   progress: Progress = _no_progress, light: bool = True) -> Any:
+    """Only the tokenizer (for ``tokenize``): no weights are loaded.
+
+    A folder with a ``tokenizer.json`` (a model folder, or the bundled GGUF once converted) is
+    read by :class:`~tokentui.engine.light_tokenizer.LightTokenizer`, which imports neither torch
+    nor transformers' model code; anything else (or ``light=False``, for callers that hand the
+    tokenizer to llguidance) goes through AutoTokenizer.
+    """
+    from tokentui.engine import light_tokenizer
+
     source = resolve(spec)
+    location = source.location
+    folder = converted_dir(location) if source.kind == "gguf" else Path(location)
+    readable = source.kind in ("gguf", "dir") and light_tokenizer.can_read(folder)
+    if light and readable and not trust_remote_code:
+        return light_tokenizer.LightTokenizer(folder)
     from transformers import AutoTokenizer
 
     _quiet_transformers()
-    location = source.location
     if source.kind == "gguf":
         location = str(ensure_converted(source.location, progress))
     try:

@@ -464,7 +464,7 @@ def resolve_tokenizer(spec: str | None, info: ServerInfo) -> Any:
     name = spec or info.model_id
     try:
         if name not in _TOKENIZERS:
-            _TOKENIZERS[name] = models.load_tokenizer(name)
+            _TOKENIZERS[name] = models.load_tokenizer(name, light=False)
         return _TOKENIZERS[name]
     except ModelLoadError as exc:
         if spec:
