@@ -185,6 +185,33 @@ def converted_dir(gguf_path: str | Path, digest: str | None = None) -> Path:
     return cache_dir() / "converted" / f"{digest[:20]}-transformers{version('transformers')}"
 
 
+@contextlib.contextmanager
+def _tensor_progress(progress: Progress, start: float, stop: float) -> Any:
+    """While transformers dequantises a GGUF, call ``progress`` once per tensor.
+
+    Its reader loops over the tensors through ``tqdm`` (``modeling_gguf_pytorch_utils.tqdm``);
+    that name is pointed at a counter for the duration of the conversion only.
+    """
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+
+    def counting(items: Any, *args: Any, **kwargs: Any) -> Any:
+        items = list(items)
+        total = max(1, len(items))
+        for i, item in enumerate(items):
+            if i % 4 == 0 or i == total - 1:
+                progress(f"converting GGUF weights (first run only): tensor {i + 1}/{total}",
+                         start + (stop - start) * (i + 1) / total)
+            yield item
+
+    gguf_utils.tqdm = counting
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def ensure_converted(gguf_path: str | Path, progress: Progress = _no_progress) -> Path:
     """Dequantise a GGUF into the cache once (written atomically); return the folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -193,12 +220,13 @@ def ensure_converted(gguf_path: str | Path, progress: Progress = _no_progress) -
     target = converted_dir(gguf_path)
     if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
         return target
-    progress("converting GGUF weights (first run only)", 0.05)
+    progress("converting GGUF weights (first run only): reading the file", 0.02)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
-        # transformers' GGUF reader draws its own tqdm bar on stderr: keep it off screen.
-        with contextlib.redirect_stderr(io.StringIO()):
+        # transformers' GGUF reader draws its own tqdm bar on stderr: keep it off screen, and
+        # report its tensors to ``progress`` instead.
+        with contextlib.redirect_stderr(io.StringIO()), _tensor_progress(progress, 0.05, 0.55):
             model = AutoModelForCausalLM.from_pretrained(
                 str(gguf_path.parent), gguf_file=gguf_path.name,
                 quantization_config=GgufConfig(dequantize=True), dtype="float32",
