@@ -100,10 +100,10 @@ class LightTokenizer:
 
         if not self.chat_template:
             raise ValueError("this tokenizer has no chat template")
-        rendered, _ = render_jinja_template(conversations=[messages], chat_template=self.chat_template,
-                                            add_generation_prompt=add_generation_prompt,
-                                            **{**self.special_tokens_map, **kwargs})
-        text = rendered[0]
+        rendered: Any = render_jinja_template(conversations=[messages], chat_template=self.chat_template,
+                                              add_generation_prompt=add_generation_prompt,
+                                              **{**self.special_tokens_map, **kwargs})
+        text = str(rendered[0][0])
         return self(text, add_special_tokens=False).input_ids if tokenize else text
 
 

@@ -185,6 +185,35 @@ def converted_dir(gguf_path: str | Path, digest: str | None = None) -> Path:
     return cache_dir() / "converted" / f"{digest[:20]}-transformers{version('transformers')}"
 
 
+def tokenizer_dir(gguf_path: str | Path, progress: Progress = _no_progress) -> Path:
+    """A folder with the GGUF's tokenizer files: the converted model's when it exists, else a
+    tokenizer-only conversion (seconds, not the weights' minute), cached the same way."""
+    full = converted_dir(gguf_path)
+    if (full / "tokenizer_config.json").is_file():
+        return full
+    target = cache_dir() / "tokenizers" / full.name
+    if (target / "tokenizer_config.json").is_file():
+        return target
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    gguf_path = Path(gguf_path)
+    progress("converting the GGUF tokenizer (first run only)", 0.1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+            tokenizer.save_pretrained(tmp)
+        with contextlib.suppress(OSError):  # another process finished first: keep its copy
+            os.replace(tmp, target)
+    except Exception as exc:
+        raise ModelLoadError(f"could not read the tokenizer of {gguf_path.name}: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 @contextlib.contextmanager
 def _tensor_progress(progress: Progress, start: float, stop: float) -> Any:
     """While transformers dequantises a GGUF, call ``progress`` once per tensor.
@@ -292,7 +321,7 @@ def load(
     except Exception as exc:
         raise ModelLoadError(_explain_load_failure(source, exc)) from exc
     if not device_map:
-        model.to(dev)
+        model.to(dev)  # type: ignore[arg-type]  # transformers' stub misreads .to
     model.eval()
     model.requires_grad_(False)
     if source.kind == "dir" and weights_hash is None:
@@ -316,15 +345,14 @@ def load_tokenizer(spec: str | None = None, *, trust_remote_code: bool = False,
 
     source = resolve(spec)
     location = source.location
-    folder = converted_dir(location) if source.kind == "gguf" else Path(location)
-    readable = source.kind in ("gguf", "dir") and light_tokenizer.can_read(folder)
+    if source.kind == "gguf":
+        location = str(tokenizer_dir(location, progress))
+    readable = source.kind in ("gguf", "dir") and light_tokenizer.can_read(location)
     if light and readable and not trust_remote_code:
-        return light_tokenizer.LightTokenizer(folder)
+        return light_tokenizer.LightTokenizer(location)
     from transformers import AutoTokenizer
 
     _quiet_transformers()
-    if source.kind == "gguf":
-        location = str(ensure_converted(source.location, progress))
     try:
         return AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     except Exception as exc:
