@@ -540,7 +540,8 @@ async def test_the_cursor_walks_into_the_prompt(make_app):
         assert len(app.session.branches) == branches and "given, not chosen" in status_text(app)
         await pilot.press("a")  # attribution of a prompt token over the tokens before it
         await settle(pilot)
-        assert app.attribution is not None and app.attribution.target == n_prompt - 1
+        shown = app.attribution_view.overlay
+        assert shown is not None and shown.target == n_prompt - 1
         await pilot.press("i")
         await settle(pilot)
         assert isinstance(app.screen, InsideScreen) and app.screen.index == n_prompt - 1

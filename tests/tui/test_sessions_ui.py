@@ -260,7 +260,7 @@ async def test_model_switch_success_opens_the_same_prompt(make_app, tiny_loaded)
         await ready(pilot)
         await steps(pilot, 2)
         old = app.session
-        app.load_model_backend = lambda request: LocalBackend(tiny_loaded)
+        app.sessions.open_backend = lambda request, progress: LocalBackend(tiny_loaded)
         await pilot.press("ctrl+o")
         await pilot.pause()
         await pilot.press("enter")
