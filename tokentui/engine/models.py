@@ -320,7 +320,7 @@ def _hub_offline(source: ModelSource) -> bool:
         try:
             model_info(source.location, timeout=HUB_PROBE_S / 2)
             answer.append(None)
-        except BaseException as exc:  # noqa: BLE001 - reported below, on the caller's thread
+        except BaseException as exc:  # reported below, on the caller's thread
             answer.append(exc)
 
     thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
