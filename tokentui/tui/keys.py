@@ -52,16 +52,13 @@ DISPLAY = {
 }
 
 KEYS: tuple[Key, ...] = (
-    # ----- generate
+    # The order is the footer's (for the keys it shows) and the palette's.
     Key(("n", "space"), "step: add one token", "Generate", "step", "Step", True,
         "Step", None),
     Key(("g",), "generate until the end (EOS, a stop sequence or max tokens)", "Generate",
         "generate", "Generate", True, "Generate"),
     Key(("escape",), "stop generating (within one step); clear an attribution; in the prompt "
         "editor: leave it", "Generate", "stop", "Stop", True, "Stop"),
-    Key(("f",), "force a text (it is tokenised and appended)", "Generate", "force", "Force", True,
-        "Force text"),
-    # ----- move and branch
     Key(("left", "right", "home", "end"), "move the token cursor, into the prompt too "
         "(home / end: first generated token / next token)", "Move and branch"),
     Key(("up", "down"), "select an alternative for the token under the cursor", "Move and branch"),
@@ -69,11 +66,10 @@ KEYS: tuple[Key, ...] = (
         "Move and branch", command="Branch with the selected alternative", palette_action="choose"),
     Key(("backspace",), "delete the last token", "Move and branch",
         command="Delete last token", palette_action="delete_last"),
+    Key(("f",), "force a text (it is tokenised and appended)", "Generate", "force", "Force", True,
+        "Force text"),
     Key(("b",), "branch list: switch, rename, delete", "Move and branch", "branches", "Branches",
         True, "Branches"),
-    Key(("x",), "jump to the next critical token (where it could most easily have gone "
-        "otherwise)", "Move and branch", "next_critical", "Critical", True, "Next critical token"),
-    # ----- panes
     Key(("left_square_bracket",), "attention: previous layer", "Panes", "layer(-1)", "Layer-",
         command="Previous layer"),
     Key(("right_square_bracket",), "attention: next layer", "Panes", "layer(1)", "Layer+",
@@ -89,9 +85,11 @@ KEYS: tuple[Key, ...] = (
     Key(("t",), "next side tab: Params, Attention, Chart, Constraint", "Panes", "next_tab", "Tab",
         True, "Next side tab"),
     Key(("tab", "shift+tab"), "focus the next / previous pane", "Panes"),
+    Key(("ctrl+p",), "command palette: every action by name", "App"),
+    Key(("i",), "inside the model at the token under the cursor (left / right: other tokens)",
+        "Analysis", "inside", "Inside", True, "Inside the model"),
     Key(("f1",), "explain the focused pane: what it shows, how to read it, the formula", "Panes",
         "explain", "Explain", True, "Explain this pane"),
-    # ----- sessions and models
     Key(("ctrl+s",), "save the session (asks for a path the first time); it is also autosaved",
         "Sessions and models", "save_session", "Save", command="Save session"),
     Key(("ctrl+o",), "model: a hub id, a folder, a .gguf file or an inference server "
@@ -104,11 +102,10 @@ KEYS: tuple[Key, ...] = (
         "Sessions and models", "chat", "Chat", command="Chat: next user message"),
     Key(("C",), "compare two branches side by side from their fork", "Sessions and models",
         "compare", "Compare", command="Compare branches"),
+    Key(("x",), "jump to the next critical token (where it could most easily have gone "
+        "otherwise)", "Move and branch", "next_critical", "Critical", True, "Next critical token"),
     Key(("X",), "explore: branch at the N most critical positions automatically, as a tree",
         "Sessions and models", "explore", "Explore", command="Explore"),
-    # ----- analysis
-    Key(("i",), "inside the model at the token under the cursor (left / right: other tokens)",
-        "Analysis", "inside", "Inside", True, "Inside the model"),
     Key(("a",), "attribution: colour earlier tokens by how much they drove the cursor's token "
         "(again: clear)", "Analysis", "attribute", "Attribute", True, "Attribute"),
     Key(("A",), "cycle the attribution method: saliency, input x gradient, IG, SHAP, attention",
@@ -119,8 +116,6 @@ KEYS: tuple[Key, ...] = (
         "Analysis", "save_attribution", "Save attribution", command="Save attribution"),
     Key(("e",), "export the 3D attention graph of the sequence to tokentui-graph-<time>.html here",
         "Analysis", "export_graph", "Graph", command="Export attention graph"),
-    # ----- app
-    Key(("ctrl+p",), "command palette: every action by name", "App"),
     Key(("question_mark",), "this help: every key and every pane", "App", "help", "Help", True,
         "Help"),
     Key(("q",), "quit (asks when branches would be lost)", "App", "quit_app", "Quit", True),
