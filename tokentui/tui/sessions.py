@@ -51,8 +51,9 @@ BackendOpener = Callable[[ModelConfig, Callable[[str, float | None], None]], Bac
 """Opens the model screen's choice on the engine thread, reporting progress."""
 
 
-class LoadCancelled(Exception):
-    """Raised from the load's progress callback once escape cancelled it."""
+class LoadCancelled(BaseException):
+    """Raised from the load's progress callback once escape cancelled it (a BaseException, as
+    asyncio's CancelledError is: the loader's ``except Exception`` wrappers let it through)."""
 
 
 def open_backend(config: ModelConfig, progress: Callable[[str, float | None], None]) -> Backend:
