@@ -133,5 +133,5 @@ def test_unknown_hub_id_fails_fast_when_the_network_swallows_requests(tmp_path):
         for conn in held:
             conn.close()
     seconds, line = out.split("|", 1)
-    assert float(seconds) < models.HUB_PROBE_S + 2
+    assert float(seconds) < models.HUB_PROBE_S + 4  # the probe, plus imports under load
     assert "made-up-org/no-such-model-xyz" in line and "\n" not in line

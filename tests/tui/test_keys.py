@@ -34,7 +34,7 @@ def test_readme_key_tables_match_keys_py():
     documented = readme_keys(README.read_text(encoding="utf-8"))
     declared = keys.documented_keys()
     assert documented - declared == set(), "in the README but not in keys.py"
-    assert declared - documented == set(), "in keys.py but not in the README (docs/readme/keys.md has the rows)"
+    assert declared - documented == set(), "in keys.py, not in the README (rows: docs/readme/keys.md)"
 
 
 def test_the_readme_parser_reads_key_cells():
