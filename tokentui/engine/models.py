@@ -359,13 +359,19 @@ def load_tokenizer(spec: str | None = None, *, trust_remote_code: bool = False,
         raise ModelLoadError(_explain_load_failure(source, exc)) from exc
 
 
-def _hub_offline(source: ModelSource) -> bool:
-    """Use only the local Hugging Face cache when it has the model or the hub is unreachable.
+HUB_PROBE_S = 6.0
+"""How long asking the hub about a model not in the local cache may take, DNS included."""
 
-    Without this, huggingface_hub retries an unreachable host for half a minute.
+
+def _hub_offline(source: ModelSource) -> bool:
+    """Use only the local Hugging Face cache when it has the model; otherwise ask the hub once,
+    bounded by :data:`HUB_PROBE_S`, and fail in one line when it cannot answer or has no such model.
+
+    Without this, transformers asks for each file in turn and huggingface_hub retries each
+    request: with no network (or a network that swallows packets, or a DNS that never
+    answers) that takes minutes before any error.
     """
-    import socket
-    from urllib.parse import urlparse
+    import threading
 
     from huggingface_hub import try_to_load_from_cache
 
@@ -374,15 +380,35 @@ def _hub_offline(source: ModelSource) -> bool:
     cached = try_to_load_from_cache(source.location, "config.json")
     if isinstance(cached, str):
         return True
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError:
-        raise ModelLoadError(
-            f"cannot download {source.location!r}: no network and not in the local "
-            "Hugging Face cache"
-        ) from None
-    return False
+    answer: list[BaseException | None] = []
+
+    def probe() -> None:
+        from huggingface_hub import model_info
+
+        try:
+            model_info(source.location, timeout=HUB_PROBE_S / 2)
+            answer.append(None)
+        except BaseException as exc:  # reported below, on the caller's thread
+            answer.append(exc)
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_S)
+    if not answer:
+        raise ModelLoadError(f"cannot download {source.location!r}: the Hugging Face hub did not "
+                             f"answer within {HUB_PROBE_S:.0f} s and the model is not in the local cache")
+    error = answer[0]
+    if error is None:
+        return False
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(error, GatedRepoError):
+        return False  # it exists; transformers says what access it needs
+    if isinstance(error, RepositoryNotFoundError):
+        raise ModelLoadError(f"no model {source.location!r} on the Hugging Face hub (nor in the "
+                             "local cache): check the id, or give a folder or a .gguf file")
+    raise ModelLoadError(f"cannot download {source.location!r}: no network and not in the local "
+                         "Hugging Face cache")
 
 
 def _folder_hash(folder: Path) -> str | None:
