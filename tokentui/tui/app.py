@@ -94,7 +94,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         Binding("v", "toggle_side", "Side panes", show=False),
         Binding("t", "next_tab", "Tab"),
         Binding("i", "inside", "Inside"),
-        Binding("f1", "explain", "Explain"),
+        Binding("f1", "explain", "Explain", priority=True),  # priority: modal screens too
         Binding("ctrl+s", "save_session", "Save", show=False),
         Binding("ctrl+o", "model", "Model", show=False),
         Binding("ctrl+r", "reset", "Reset", show=False),
@@ -592,8 +592,12 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
                                       n_prompt=n_prompt, greedy=self.params.is_greedy), back)
 
     def action_explain(self) -> None:
-        """F1: explain the focused pane."""
-        self.push_screen(ExplainScreen.for_widget(self.focused))
+        """F1: explain the focused pane (or the screen, when nothing in it has the focus);
+        on an explanation, close it."""
+        if isinstance(self.screen, ExplainScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(ExplainScreen.for_widget(self.focused or self.screen))
 
     def action_quit_app(self) -> None:
         lost = self.view.n_tokens_all if self.view else 0
