@@ -233,7 +233,8 @@ def attention(
     prompt: PromptArg,
     completion_ids: CompletionIds = None,
     layer: Layer = -1,
-    head: Annotated[int | None, typer.Option("--head", help="0-based head [default: the head mean].")] = None,
+    head: Annotated[int | None, typer.Option(
+        "--head", help="0-based head; negative counts from the end [default: the head mean].")] = None,
     mean: Annotated[bool, typer.Option("--mean", help="Average the heads (the default).")] = False,
     as_json: AsJson = False,
     *,
@@ -268,7 +269,8 @@ def graph(
     completion_ids: CompletionIds = None,
     layer: Layer = None,
     all_layers: Annotated[bool, typer.Option("--all-layers", help="Draw every layer's edges.")] = False,
-    head: Annotated[int | None, typer.Option("--head", help="One head [default: the head mean].")] = None,
+    head: Annotated[int | None, typer.Option(
+        "--head", help="0-based head; negative counts from the end [default: the head mean].")] = None,
     threshold: Annotated[float, typer.Option(
         "--threshold", help="Draw edges with attention at or above this weight (0..1).")] = 0.1,
     color_by: Annotated[str | None, typer.Option(
