@@ -34,6 +34,7 @@ from tokentui.engine.results import Distribution, StepResult, Token
 from tokentui.engine.session import Session
 from tokentui.tui.attribution_view import AttributionMixin
 from tokentui.tui.messages import ModelLoaded, ModelLoading, RunFinished, StepComputed
+from tokentui.tui.screens.attribution_file import AttributionFileScreen
 from tokentui.tui.screens.branches import BranchesScreen
 from tokentui.tui.screens.confirm import ConfirmScreen
 from tokentui.tui.screens.explain import ExplainScreen
@@ -728,6 +729,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
              self.action_attribution_options),
             ("Save attribution", "the shown attribution as JSON in the current directory (J)",
              self.action_save_attribution),
+            ("Open saved attribution", "a JSON from J or tokentui attribute --json, as the heatmap",
+             lambda: self.push_screen(AttributionFileScreen())),
             ("Export attention graph", "a 3D HTML file of the attention (e)", self.action_export_graph),
             ("Help", "keys and panes (?)", self.action_help),
         ):
