@@ -235,6 +235,10 @@ def graph(
         "--threshold", help="Draw edges with attention at or above this weight (0..1).")] = 0.1,
     color_by: Annotated[str | None, typer.Option(
         "--color-by", help="layer or weight [default: layer with --all-layers, else weight].")] = None,
+    keep_sink: Annotated[bool, typer.Option(
+        "--keep-sink/--drop-sink", help="Keep the attention sink (the first token's column) in the "
+        "edge weights and the colour scale; dropped by default, each row renormalised over the "
+        "other earlier tokens.")] = False,
     *,
     opts: SharedOptions,
 ) -> None:
@@ -251,6 +255,7 @@ def graph(
     where = "all layers" if all_layers else f"layer {(-1 if layer is None else layer) % att.shape[0]}"
     path = export_graph(tokens, att, output, layer=-1 if layer is None else layer, all_layers=all_layers,
                         head=head, threshold=threshold,
-                        color_by=color_by or ("layer" if all_layers else "weight"),
+                        color_by=color_by or ("layer" if all_layers else "weight"), keep_sink=keep_sink,
                         title=f"{llm_id(session.backend)} · {where} · threshold {threshold}")
-    typer.echo(f"wrote {path} ({len(tokens)} tokens, {where})", err=True)
+    sink = "sink kept" if keep_sink else "sink dropped"
+    typer.echo(f"wrote {path} ({len(tokens)} tokens, {where}, {sink})", err=True)
