@@ -224,7 +224,7 @@ def grid_table(grid: LensGrid, lo: int, hi: int) -> Table:
         header = Text(f"{pos} ")
         header.append_text(_piece(grid.tokens[pos], 8))
         table.add_column(header, justify="left", no_wrap=True)
-    for n, row in enumerate(grid.top, start=1):
+    for n, row in enumerate(grid.top):
         cells: list[Text | str] = [str(n)]
         for pos in range(lo, hi):
             entry = row[pos]

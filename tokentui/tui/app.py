@@ -48,6 +48,7 @@ from tokentui.tui.attribution_view import AttributionView
 from tokentui.tui.autosave import AutosaveController
 from tokentui.tui.failures import failure_line
 from tokentui.tui.messages import ModelLoaded, ModelLoading, RunFinished, StepComputed
+from tokentui.tui.screens.attribution_file import AttributionFileScreen
 from tokentui.tui.screens.branches import BranchesScreen
 from tokentui.tui.screens.compare import CompareScreen
 from tokentui.tui.screens.confirm import ConfirmScreen
@@ -661,9 +662,17 @@ class TokenApp(App[None]):
                                       n_prompt=n_prompt, greedy=self.params.is_greedy,
                                       session=self.session, engine=self.engine), back)
 
+    def action_open_attribution_file(self) -> None:
+        """Palette: a saved attribution JSON (from ``J`` or ``attribute --json``) as the heatmap."""
+        self.push_screen(AttributionFileScreen())
+
     def action_explain(self) -> None:
-        """F1: explain the focused pane."""
-        self.push_screen(ExplainScreen.for_widget(self.focused))
+        """F1: explain the focused pane (or the screen, when nothing in it has the focus);
+        on an explanation, close it."""
+        if isinstance(self.screen, ExplainScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(ExplainScreen.for_widget(self.focused or self.screen))
 
     def action_quit_app(self) -> None:
         lost = self.view.n_tokens_all if self.view else 0

@@ -35,6 +35,8 @@ class Key:
     """The command palette's title ("" = not in the palette)."""
     palette_action: str | None = None
     """The action the palette runs when it is not ``action`` (keys a widget handles)."""
+    priority: bool = False
+    """Bound with priority: works on modal screens too (F1 explains them)."""
 
     @property
     def shown(self) -> tuple[str, ...]:
@@ -89,7 +91,7 @@ KEYS: tuple[Key, ...] = (
     Key(("i",), "inside the model at the token under the cursor (left / right: other tokens)",
         "Analysis", "inside", "Inside", True, "Inside the model"),
     Key(("f1",), "explain the focused pane: what it shows, how to read it, the formula", "Panes",
-        "explain", "Explain", True, "Explain this pane"),
+        "explain", "Explain", True, "Explain this pane", priority=True),
     Key(("ctrl+s",), "save the session (asks for a path the first time); it is also autosaved",
         "Sessions and models", "save_session", "Save", command="Save session"),
     Key(("ctrl+o",), "model: a hub id, a folder, a .gguf file or an inference server "
@@ -131,14 +133,23 @@ def bindings() -> list[Binding]:
             continue
         for i, key in enumerate(entry.keys):
             out.append(Binding(key, entry.action, entry.short or entry.command,
-                               show=entry.footer and i == 0))
+                               show=entry.footer and i == 0, priority=entry.priority))
     return out
 
 
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("Open saved attribution", "a JSON from J or tokentui attribute --json, shown as the heatmap",
+     "open_attribution_file"),
+)
+"""``(title, help, action)`` of the palette's commands that have no key of their own."""
+
+
 def palette() -> list[tuple[str, str, str]]:
-    """``(title, help, action)`` for the command palette, in table order."""
-    return [(k.command, f"{k.description} ({k.label})", k.palette_action or k.action or "")
-            for k in KEYS if k.command]
+    """``(title, help, action)`` for the command palette: every keyed command in table order,
+    then the key-less ones."""
+    keyed = [(k.command, f"{k.description} ({k.label})", k.palette_action or k.action or "")
+             for k in KEYS if k.command]
+    return keyed + list(COMMANDS)
 
 
 def help_rows() -> list[tuple[str, str]]:
