@@ -176,6 +176,42 @@ class ScoreResult:
         return out
 
 
+def text_ids(tokenizer: Any, text: str, *, prefix: str | None = None,
+             chat: str | None = None, system: str | None = None) -> tuple[list[int], list[int]]:
+    """``(prefix_ids, ids)`` of a text to score: ``ids`` are the text's own tokens.
+
+    - ``chat``: the text is the assistant's answer to ``chat`` (the chat template's prompt,
+      with the generation prompt, is the unscored context);
+    - ``prefix``: a context that is not scored (the text's tokens follow its tokens);
+    - neither: the special tokens the tokenizer puts before a text (a BOS), if any.
+    """
+    from tokentui.engine.prompts import PromptSpec, encode_prompt, encode_text, has_chat_template
+
+    if not text.strip():
+        raise PromptError("the text is empty: there is nothing to score")
+    if chat is not None and prefix is not None:
+        raise ParameterError("give --chat or --prefix, not both")
+    ids = encode_text(tokenizer, text)
+    if not ids:
+        raise PromptError("the text has no tokens: there is nothing to score")
+    if chat is not None:
+        if not chat.strip():
+            raise PromptError("the --chat prompt is empty")
+        if not has_chat_template(tokenizer):
+            raise ParameterError("--chat needs a model with a chat template; this one has none "
+                                 "(use --prefix)")
+        return encode_prompt(tokenizer, PromptSpec(text=chat, system=system)), ids
+    if prefix is not None:
+        if not prefix:
+            raise PromptError("the --prefix text is empty")
+        head = [int(i) for i in tokenizer(prefix).input_ids]
+        return head, ids
+    full = [int(i) for i in tokenizer(text).input_ids]
+    if len(full) > len(ids) and full[len(full) - len(ids):] == ids:
+        return full[:len(full) - len(ids)], ids
+    return [], ids
+
+
 def windows(n: int, window: int, stride: int) -> list[tuple[int, int, int]]:
     """``(begin, end, first_scored)`` per window over ``n`` tokens: the window reads
     ``[begin, end)`` and scores ``[first_scored, end)``; each token is scored exactly once."""
