@@ -149,3 +149,25 @@ def test_lines_and_surprises(tiny_backend, tokenizer):
     assert [t.surprisal_bits for t in top] == bits[:3]
     data = result.to_json()
     assert data["n_scored"] == len(ids) - 1 and data["tokens"][0]["p"] is None
+
+
+def test_load_scored_makes_given_steps_that_branch(tiny_session, tokenizer):
+    session = tiny_session
+    ids = encode_text(tokenizer, TEXT)
+    result = score_text(session.backend, ids, top_n=8)
+    forwards = session.backend.forward_tokens
+    branch = session.load_scored([], result)
+    assert session.backend.forward_tokens == forwards  # no per-token forward to load it
+    assert session.prompt_ids == ids[:1] and branch.ids == ids[1:]
+    for step, tok in zip(branch.steps, result.tokens[1:], strict=True):
+        assert step.how == "forced" and step.note == "scored"
+        assert step.p_base == step.p_final == tok.p and step.distribution.candidates == tok.top
+        assert step.entropy == tok.entropy_bits
+    # branching at a scored token: the session's own forward agrees with the batched pass
+    at = 5
+    alt = next(c for c in branch.steps[at].candidates if c.id != branch.steps[at].token.id)
+    new = session.branch_from(at, alt.id)
+    assert new.index == at and new.p_base == pytest.approx(alt.p_base, abs=5e-4)
+    assert session.current.steps[:at] == branch.steps[:at]
+    more = list(session.generate(2))
+    assert len(more) == 2 and len(session.current) == at + 3

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from tokentui.cli import render
 from tokentui.cli.options import SharedOptions, shared_options
-from tokentui.engine.errors import ParameterError, PromptError
+from tokentui.engine.errors import ParameterError
 from tokentui.visible import visible
 
 if TYPE_CHECKING:
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 
     from tokentui.engine.analysis.score import ScoreResult
 
-MAX_TEXT_BYTES = 64 << 20
-"""Largest text read (64 MiB): far more than anything scored in reasonable time."""
 STYLES = ("black on #7ee07e", "black on #f2e35c", "black on #f5a35c", "black on #ef6f6f",
           "black on #c48ef0", "dim")
 """Per rank bucket: 1, 2-10, 11-100, 101-1000, >1000, no probability."""
@@ -36,42 +34,18 @@ def register(app: typer.Typer) -> None:
 
 def read_text(text: str | None, file: str | None) -> tuple[str, str]:
     """The text to score and where it came from; one-line errors for empty, binary or non-UTF-8."""
+    from tokentui.engine.analysis.score import MAX_TEXT_BYTES, decode_text, read_text_file
+
     if text is not None and file is not None:
         raise ParameterError("give TEXT or --file, not both")
     if text is None and file is None:
         raise ParameterError("give the text to score: TEXT, --file FILE, or - for standard input")
     if text is not None and text != "-":
-        source = "the text argument"
-        data = text.encode("utf-8", "surrogateescape")
-    else:
-        name = file if file is not None else "-"
-        if name == "-":
-            source = "standard input"
-            data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
-        else:
-            path = Path(name).expanduser()
-            source = str(path)
-            if not path.exists():
-                raise ParameterError(f"no such file: {path}")
-            if not path.is_file():
-                raise ParameterError(f"not a regular file: {path}")
-            if path.stat().st_size > MAX_TEXT_BYTES:
-                raise ParameterError(f"{path} is larger than {MAX_TEXT_BYTES >> 20} MiB")
-            data = path.read_bytes()
-    if len(data) > MAX_TEXT_BYTES:
-        raise ParameterError(f"{source} is larger than {MAX_TEXT_BYTES >> 20} MiB")
-    if b"\x00" in data:
-        raise ParameterError(f"{source} is a binary file, not text (it holds NUL bytes)")
-    try:
-        decoded = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ParameterError(
-            f"{source} is not UTF-8 text: read as UTF-8, byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start} is invalid (convert it, e.g. iconv -f latin1 -t utf-8)") from None
-    decoded = decoded.removeprefix("\ufeff")
-    if not decoded.strip():
-        raise PromptError(f"{source} is empty: there is nothing to score")
-    return decoded, source
+        return decode_text(text.encode("utf-8", "surrogateescape"), "the text argument"), \
+            "the text argument"
+    if file is not None and file != "-":
+        return read_text_file(file), str(Path(file).expanduser())
+    return decode_text(sys.stdin.buffer.read(MAX_TEXT_BYTES + 1), "standard input"), "standard input"
 
 
 def check_html_target(path: Path) -> Path:

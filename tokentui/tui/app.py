@@ -40,6 +40,7 @@ from tokentui.tui.screens.explain import ExplainScreen
 from tokentui.tui.screens.force import ForceScreen
 from tokentui.tui.screens.help import HelpScreen
 from tokentui.tui.screens.inside import InsideScreen
+from tokentui.tui.screens.score import ScoreScreen, next_surprise
 from tokentui.tui.sessions import SessionsMixin
 from tokentui.tui.widgets.alternatives import AlternativesTable
 from tokentui.tui.widgets.attention import AttentionPane
@@ -108,6 +109,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         Binding("o", "attribution_options", "Attribution options", show=False),
         Binding("J", "save_attribution", "Save attribution", show=False),
         Binding("e", "export_graph", "Graph", show=False),
+        Binding("s", "score", "Score", show=False),
+        Binding("u", "next_surprise", "Surprise", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit_app", "Quit"),
     ]
@@ -122,8 +125,11 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
     def __init__(self, backend_factory: BackendFactory, *, params: SamplingParams | None = None,
                  prompt: PromptSpec | str | None = None, session_file: str | None = None,
                  top_n: int = 20, clock: Callable[[], float] = time.perf_counter,
-                 constraint: launch.ConstraintSource | None = None) -> None:
+                 constraint: launch.ConstraintSource | None = None,
+                 score_file: str | None = None) -> None:
         super().__init__()
+        self.score_file = score_file
+        """``--score FILE``: scored and loaded once the model is up (``screens/score.py``)."""
         self.backend_factory = backend_factory
         self.params = params or SamplingParams()
         spec = prompt if isinstance(prompt, PromptSpec) else PromptSpec(text=prompt or "")
@@ -226,6 +232,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             self.query_one(StatusLine).info("model ready: type a prompt, then escape to apply it")
         if self.session_file:
             self.load_session_file(self.session_file)
+        if self.score_file:
+            self.push_screen(ScoreScreen(self.score_file, autostart=True), self._move_cursor)
 
     async def _open_session(self, spec: PromptSpec) -> None:
         params = self.query_one(ParamsPanel).params
@@ -591,6 +599,29 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.push_screen(InsideScreen(min(stream.position, len(tokens) - 1), tokens,
                                       n_prompt=n_prompt, greedy=self.params.is_greedy), back)
 
+    def action_score(self) -> None:
+        """Score a text file (score mode), or list the surprises of the one loaded."""
+        if not self.ready or self.generating:
+            self._busy()
+            return
+        steps = self.view.steps if self.view is not None else []
+        self.push_screen(ScoreScreen(self.score_file or "", steps=steps), self._move_cursor)
+
+    def action_next_surprise(self) -> None:
+        stream = self.query_one(TokenStream)
+        found = next_surprise(stream.steps, stream.cursor)
+        if found is None:
+            self.query_one(StatusLine).info("no scored text: s scores a file")
+            return
+        stream.cursor, k, n = found
+        self.query_one(StatusLine).info(f"surprise {k} of {n}: p={stream.steps[stream.cursor].p_base:.3g}")
+
+    def _move_cursor(self, index: int | None) -> None:
+        if index is not None:
+            stream = self.query_one(TokenStream)
+            stream.cursor = index
+            stream.focus()
+
     def action_explain(self) -> None:
         """F1: explain the focused pane."""
         self.push_screen(ExplainScreen.for_widget(self.focused))
@@ -725,6 +756,10 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             ("Save attribution", "the shown attribution as JSON in the current directory (J)",
              self.action_save_attribution),
             ("Export attention graph", "a 3D HTML file of the attention (e)", self.action_export_graph),
+            ("Score a text", "load a file as given tokens, coloured by rank; its surprises (s)",
+             self.action_score),
+            ("Next surprise", "jump to the next most surprising scored token (u)",
+             self.action_next_surprise),
             ("Help", "keys and panes (?)", self.action_help),
         ):
             yield SystemCommand(title, help_text, action)
@@ -736,7 +771,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.engine.shutdown()
 
 
-def build_app(config: RunConfig, session_file: str | None = None) -> TokenApp:
+def build_app(config: RunConfig, session_file: str | None = None,
+              score_file: str | None = None) -> TokenApp:
     """The app a RunConfig describes (the CLI builds one from its flags; tests build it here
     too, without a terminal). With ``--session FILE`` and no model named, the file's model."""
     from tokentui.engine.persist.session_file import SessionFileError, load_session_file
@@ -750,13 +786,13 @@ def build_app(config: RunConfig, session_file: str | None = None) -> TokenApp:
         return launch.open_backend(model, progress=progress)
 
     return TokenApp(factory, params=config.params, prompt=config.prompt or PromptSpec(""),
-                    session_file=session_file, constraint=config.constraint)
+                    session_file=session_file, constraint=config.constraint, score_file=score_file)
 
 
-def run_app(config: RunConfig, session_file: str | None = None) -> None:
+def run_app(config: RunConfig, session_file: str | None = None, score_file: str | None = None) -> None:
     """Build the app from a RunConfig and run it (the model loads inside the app)."""
     from tokentui.engine.persist.session_file import autosave_dir
 
-    app = build_app(config, session_file)
+    app = build_app(config, session_file, score_file)
     app.data_dir = autosave_dir()  # autosaves and recent models (tests leave it None)
     app.run()

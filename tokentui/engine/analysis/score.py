@@ -21,6 +21,8 @@ never a number made up.
 
 A server scores through its prompt log-probabilities (``remote.prompt_logprobs``): only its
 top N come back, so the entropy is unknown there (None) and a rank beyond N is None.
+
+Importing this module loads no torch (the CLI checks its input with it before any load).
 """
 
 from __future__ import annotations
@@ -29,18 +31,23 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from tokentui.engine.backends.base import Backend
 from tokentui.engine.errors import CapabilityError, ContextOverflowError, ParameterError, PromptError
 from tokentui.engine.prompts import TokenTable
-from tokentui.engine.results import Candidate, Token
+from tokentui.engine.results import Candidate, Distribution, StepResult, Token
+
+if TYPE_CHECKING:
+    import torch
+
+    from tokentui.engine.backends.base import Backend
 
 LN2 = math.log(2.0)
 CHUNK_FLOATS = 1 << 25
 """Most logits (positions x vocabulary) held at once: 128 MB of float32."""
+SCORED = "scored"
+"""The note on a step that was read from a given text, not chosen (``scored_steps``)."""
 NO_CONTEXT = "the first token has nothing before it: no probability"
 """What the faces say for a token without a probability."""
 
@@ -174,6 +181,40 @@ class ScoreResult:
         if with_tokens:
             out["tokens"] = [t.to_json() for t in self.tokens]
         return out
+
+
+MAX_TEXT_BYTES = 64 << 20
+"""Largest text read (64 MiB): far more than anything scored in reasonable time."""
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Bytes to score as text: one-line errors for a binary, non-UTF-8 or empty input."""
+    if len(data) > MAX_TEXT_BYTES:
+        raise ParameterError(f"{source} is larger than {MAX_TEXT_BYTES >> 20} MiB")
+    if b"\x00" in data:
+        raise ParameterError(f"{source} is a binary file, not text (it holds NUL bytes)")
+    try:
+        decoded = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParameterError(
+            f"{source} is not UTF-8 text: read as UTF-8, byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start} is invalid (convert it, e.g. iconv -f latin1 -t utf-8)") from None
+    decoded = decoded.removeprefix("\ufeff")
+    if not decoded.strip():
+        raise PromptError(f"{source} is empty: there is nothing to score")
+    return decoded
+
+
+def read_text_file(path: str | Path) -> str:
+    """A text file to score (checked before any model loads)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ParameterError(f"no such file: {path}")
+    if not path.is_file():
+        raise ParameterError(f"not a regular file: {path}")
+    if path.stat().st_size > MAX_TEXT_BYTES:
+        raise ParameterError(f"{path} is larger than {MAX_TEXT_BYTES >> 20} MiB")
+    return decode_text(path.read_bytes(), str(path))
 
 
 def text_ids(tokenizer: Any, text: str, *, prefix: str | None = None,
@@ -357,6 +398,7 @@ def _score_span(backend: Backend, seq: list[int], first: int, top_n: int,
 
 def _local_rows(backend: Backend, seq: list[int], first: int, top_n: int,
                 stop_event: threading.Event | None) -> list[Row]:
+    import torch
     from transformers import DynamicCache
 
     model = backend.model
@@ -390,6 +432,8 @@ def _local_rows(backend: Backend, seq: list[int], first: int, top_n: int,
 
 def _rows(logits: torch.Tensor, targets: torch.Tensor, n: int) -> list[Row]:
     """Rows from ``(k, vocab)`` logits and the ``(k,)`` tokens that followed."""
+    import torch
+
     logp = torch.log_softmax(logits, dim=-1)
     target_logit = logits.gather(1, targets[:, None])
     rank = (logits > target_logit).sum(dim=1) + 1
@@ -404,3 +448,28 @@ def _rows(logits: torch.Tensor, targets: torch.Tensor, n: int) -> list[Row]:
             top_ids.tolist(), top_lp.tolist(), top_logits.tolist(), strict=True):
         rows.append((lp, lg, rk, ent, list(zip(ids, lps, lgs, strict=True))))
     return rows
+
+
+def scored_steps(result: ScoreResult, *, vocab_size: int, params: Any = None,
+                 branch_id: int = 0) -> list[StepResult]:
+    """The scored tokens (those with a probability) as given steps of a branch: ``how`` is
+    ``forced``, ``note`` is ``scored``, and each carries the distribution read in the batched
+    pass (its top N; ``p_final`` = ``p_base``: no sampling filter chose these tokens)."""
+    steps: list[StepResult] = []
+    for tok in result.tokens:
+        if tok.p is None:
+            continue
+        listed = sum(c.p_base for c in tok.top)
+        entropy = tok.entropy_bits
+        if entropy is None:  # a server's top N: the entropy of what it listed (a lower bound)
+            entropy = -sum(c.p_base * math.log2(c.p_base) for c in tok.top if c.p_base > 0)
+        dist = Distribution(
+            candidates=tok.top, entropy=entropy, entropy_final=entropy,
+            n_kept=vocab_size, n_valid=vocab_size, vocab_size=vocab_size,
+            top_n_only=result.top_n_only,
+            other_mass=max(0.0, 1.0 - listed) if result.top_n_only else 0.0)
+        steps.append(StepResult(
+            index=len(steps), token=tok.token, p_base=tok.p, p_final=tok.p,
+            logit=tok.logit if tok.logit is not None else math.nan, how="forced",
+            distribution=dist, branch_id=branch_id, note=SCORED, params=params))
+    return steps
