@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import threading
+from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,9 @@ if TYPE_CHECKING:
 
 LN2 = math.log(2.0)
 CHUNK_FLOATS = 1 << 25
-"""Most logits (positions x vocabulary) held at once: 128 MB of float32."""
+"""Most logits (positions x vocabulary) one forward returns: 128 MB of float32."""
+BLOCK_FLOATS = 1 << 22
+"""Rows of logits turned into probabilities, ranks and entropies at a time (16 MB each copy)."""
 SCORED = "scored"
 """The note on a step that was read from a given text, not chosen (``scored_steps``)."""
 NO_CONTEXT = "the first token has nothing before it: no probability"
@@ -74,22 +77,56 @@ BUCKET_LABELS = ("rank 1", "rank 2-10", "rank 11-100", "rank 101-1000", "rank >1
 
 @dataclass(frozen=True, slots=True)
 class ScoredToken:
-    """One token of the text and how expected it was."""
+    """One token of the text and how expected it was.
+
+    Stored compactly (a long text keeps one per token): the log-probability, rank, entropy
+    and the top N as three small arrays; ``p``, ``surprisal_bits`` and the ``top`` candidates
+    are computed when read.
+    """
 
     position: int
     """Index in the scored text (0 = its first token; a prefix is not counted)."""
     token: Token
-    p: float | None
-    """The model's probability of this token here; None with nothing before it."""
+    logprob: float | None
+    """Natural log of the model's probability of this token here; None with nothing before it."""
     rank: int | None
     """1 = the model's favourite; None without a probability, or beyond a server's top N."""
-    surprisal_bits: float | None
-    """``-log2 p``."""
     entropy_bits: float | None
     """Entropy of the model's distribution here; None without one, or from a top-N server."""
-    top: tuple[Candidate, ...] = ()
-    """The model's top alternatives here, best first (``p_base`` = ``p_final`` = the softmax)."""
     logit: float | None = None
+    top_ids: array[int] = field(default_factory=lambda: array("l"))
+    """The model's top alternatives here, best first."""
+    top_logprobs: array[float] = field(default_factory=lambda: array("f"))
+    """Their log-probabilities (float32, as the model computed them)."""
+    top_logits: array[float] = field(default_factory=lambda: array("f"))
+    """Their raw logits (NaN from a server)."""
+    table: TokenTable | None = field(default=None, compare=False, repr=False)
+    """Turns the top ids into tokens when ``top`` is read."""
+
+    @property
+    def p(self) -> float | None:
+        """The model's probability of this token here; None with nothing before it."""
+        return None if self.logprob is None else math.exp(self.logprob)
+
+    @property
+    def surprisal_bits(self) -> float | None:
+        """``-log2 p``."""
+        if self.logprob is None:
+            return None
+        return -self.logprob / LN2 if math.isfinite(self.logprob) else math.inf
+
+    @property
+    def top(self) -> tuple[Candidate, ...]:
+        """The top alternatives as candidates (``p_base`` = ``p_final`` = the softmax)."""
+        if self.table is None:
+            return ()
+        out = []
+        for k, (tid, lp, lg) in enumerate(zip(self.top_ids, self.top_logprobs, self.top_logits,
+                                              strict=True), start=1):
+            p = math.exp(lp)
+            out.append(Candidate(token=self.table(tid), p_base=p, p_final=p, logit=lg, kept=True,
+                                 rank=k))
+        return tuple(out)
 
     @property
     def id(self) -> int:
@@ -333,8 +370,8 @@ def score_text(
     total = len(ids)
     scored: list[ScoredToken] = []
     if not prefix:
-        scored.append(ScoredToken(position=0, token=table(ids[0]), p=None, rank=None,
-                                  surprisal_bits=None, entropy_bits=None))
+        scored.append(ScoredToken(position=0, token=table(ids[0]), logprob=None, rank=None,
+                                  entropy_bits=None, table=table))
     start = max(1, len(prefix))
     cancelled = False
     if progress is not None:
@@ -355,7 +392,7 @@ def score_text(
         if len(rows) < end - first:
             cancelled = True
             break
-    nll = [-math.log(t.p) if t.p and t.p > 0 else math.inf for t in scored if t.p is not None]
+    nll = [-t.logprob for t in scored if t.logprob is not None]
     mean = sum(nll) / len(nll) if nll else None
     return ScoreResult(
         tokens=tuple(scored),
@@ -375,13 +412,11 @@ bits (None from a server), and the top N as ``(id, log p, logit)`` best first.""
 
 def _scored_token(position: int, token: Token, row: Row, table: TokenTable) -> ScoredToken:
     logp, logit, rank, entropy, top = row
-    alternatives = tuple(
-        Candidate(token=table(tid), p_base=math.exp(lp), p_final=math.exp(lp), logit=lg,
-                  kept=True, rank=i)
-        for i, (tid, lp, lg) in enumerate(top, start=1))
-    return ScoredToken(position=position, token=token, p=math.exp(logp), rank=rank,
-                       surprisal_bits=-logp / LN2 if math.isfinite(logp) else math.inf,
-                       entropy_bits=entropy, top=alternatives, logit=logit)
+    return ScoredToken(position=position, token=token, logprob=logp, rank=rank,
+                       entropy_bits=entropy, logit=logit,
+                       top_ids=array("l", [t[0] for t in top]),
+                       top_logprobs=array("f", [t[1] for t in top]),
+                       top_logits=array("f", [t[2] for t in top]), table=table)
 
 
 def _score_span(backend: Backend, seq: list[int], first: int, top_n: int,
@@ -404,8 +439,10 @@ def _local_rows(backend: Backend, seq: list[int], first: int, top_n: int,
     model = backend.model
     vocab = backend.vocab_size
     chunk = max(1, CHUNK_FLOATS // max(1, vocab))
+    block = max(1, BLOCK_FLOATS // max(1, vocab))
     rows: list[Row] = []
     n = min(top_n, vocab)
+    trim = _takes_logits_to_keep(model)
     with backend.lock, torch.inference_mode():
         cache = DynamicCache(config=model.config) if len(seq) > chunk else None
         pos = 0
@@ -413,21 +450,38 @@ def _local_rows(backend: Backend, seq: list[int], first: int, top_n: int,
             if rows and stop_event is not None and stop_event.is_set():
                 break
             end = min(pos + chunk, len(seq))
-            inputs = torch.tensor([seq[pos:end]], device=backend.device)
-            if cache is None:
-                out = model(input_ids=inputs, use_cache=False)
-            else:
-                out = model(input_ids=inputs, past_key_values=cache, use_cache=True)
-            # logits[j] (input position pos + j) predicts the token at pos + j + 1
+            # logits row j (input position pos + j) predicts the token at pos + j + 1
             lo = max(first - 1, pos) - pos
             hi = min(end, len(seq) - 1) - pos
-            if hi > lo:
-                logits = out.logits[0, lo:hi].float()
-                targets = torch.tensor(seq[pos + lo + 1:pos + hi + 1], device=logits.device)
+            kwargs: dict[str, Any] = {}
+            offset = 0
+            if trim:  # the needed rows are a suffix of the chunk: the rest skip the vocabulary
+                keep = max(1, (end - pos) - lo)
+                kwargs["logits_to_keep"] = keep
+                offset = (end - pos) - keep
+            inputs = torch.tensor([seq[pos:end]], device=backend.device)
+            if cache is None:
+                out = model(input_ids=inputs, use_cache=False, **kwargs)
+            else:
+                out = model(input_ids=inputs, past_key_values=cache, use_cache=True, **kwargs)
+            for a in range(lo, hi, block):  # the softmax and its copies, a block of rows at a time
+                b = min(a + block, hi)
+                logits = out.logits[0, a - offset:b - offset].float()
+                targets = torch.tensor(seq[pos + a + 1:pos + b + 1], device=logits.device)
                 rows.extend(_rows(logits, targets, n))
             del out
             pos = end
     return rows
+
+
+def _takes_logits_to_keep(model: Any) -> bool:
+    """Whether the model's forward can skip the vocabulary projection of rows not needed."""
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _rows(logits: torch.Tensor, targets: torch.Tensor, n: int) -> list[Row]:
@@ -438,8 +492,9 @@ def _rows(logits: torch.Tensor, targets: torch.Tensor, n: int) -> list[Row]:
     target_logit = logits.gather(1, targets[:, None])
     rank = (logits > target_logit).sum(dim=1) + 1
     target_logp = logp.gather(1, targets[:, None])[:, 0]
-    finite = logp.clamp_min(torch.finfo(logp.dtype).min)
-    entropy = -(logp.exp() * finite).sum(dim=1) / LN2
+    entropy = -torch.linalg.vecdot(logp.exp(), logp) / LN2
+    if bool(entropy.isnan().any()):  # a -inf log-probability (a masked logit): 0 * -inf
+        entropy = -torch.linalg.vecdot(logp.exp(), logp.clamp_min(torch.finfo(logp.dtype).min)) / LN2
     top_lp, top_ids = torch.topk(logp, n, dim=-1)
     top_logits = logits.gather(1, top_ids)
     rows: list[Row] = []
@@ -459,12 +514,13 @@ def scored_steps(result: ScoreResult, *, vocab_size: int, params: Any = None,
     for tok in result.tokens:
         if tok.p is None:
             continue
-        listed = sum(c.p_base for c in tok.top)
+        top = tok.top
+        listed = sum(c.p_base for c in top)
         entropy = tok.entropy_bits
         if entropy is None:  # a server's top N: the entropy of what it listed (a lower bound)
-            entropy = -sum(c.p_base * math.log2(c.p_base) for c in tok.top if c.p_base > 0)
+            entropy = -sum(c.p_base * math.log2(c.p_base) for c in top if c.p_base > 0)
         dist = Distribution(
-            candidates=tok.top, entropy=entropy, entropy_final=entropy,
+            candidates=top, entropy=entropy, entropy_final=entropy,
             n_kept=vocab_size, n_valid=vocab_size, vocab_size=vocab_size,
             top_n_only=result.top_n_only,
             other_mass=max(0.0, 1.0 - listed) if result.top_n_only else 0.0)
