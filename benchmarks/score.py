@@ -99,6 +99,18 @@ def tiny_backend(context: int) -> LocalBackend:
                                            device="cpu", dtype="float32", weights_hash=None))
 
 
+def result_bytes(result: object) -> int:
+    """Bytes of the per-token results: each ScoredToken, its arrays and its numbers (the Token
+    objects are shared with the tokenizer's table and not counted)."""
+    total = sys.getsizeof(result.tokens)  # type: ignore[attr-defined]
+    for tok in result.tokens:  # type: ignore[attr-defined]
+        total += sys.getsizeof(tok) + sys.getsizeof(tok.top_ids) + sys.getsizeof(tok.top_logprobs)
+        total += sys.getsizeof(tok.top_logits)
+        total += sum(sys.getsizeof(v) for v in (tok.position, tok.logprob, tok.rank,
+                                                 tok.entropy_bits, tok.logit) if v is not None)
+    return total
+
+
 def memory(mb: float, top_n: int, context: int) -> None:
     backend = tiny_backend(context)
     text = corpus(int(mb * (1 << 20)))
@@ -109,7 +121,7 @@ def memory(mb: float, top_n: int, context: int) -> None:
     result = score_text(backend, ids, window=context, stride=context // 2, top_n=top_n)
     seconds = time.perf_counter() - t0
     peak = status_kb("VmHWM")
-    held = status_kb("VmRSS") - base
+    held = result_bytes(result) // 1024
     vocab = backend.vocab_size
     print(f"memory · tiny random Llama (vocab {vocab}, context {context}) · "
           f"{len(text.encode('utf-8')) / (1 << 20):.2f} MB text · {len(ids)} tokens · windows of "
@@ -117,8 +129,11 @@ def memory(mb: float, top_n: int, context: int) -> None:
           f"({len(ids) / seconds:.0f} tok/s)")
     print(f"  resident before scoring  {base / 1024:8.0f} MB")
     print(f"  peak during scoring      {peak / 1024:8.0f} MB   (+{(peak - base) / 1024:.0f} MB)")
-    print(f"  held by the results      {held / 1024:8.0f} MB   "
-          f"(~{held * 1024 / len(ids):.0f} bytes per token with its top {top_n})")
+    print(f"  held by the results      {held / 1024:8.1f} MB   "
+          f"({held * 1024 / len(ids):.0f} bytes per token with its top {top_n}, by getsizeof)")
+    per_mb = held * 1024 * (1 << 20) / len(text.encode("utf-8")) / (1 << 20)
+    print(f"  1 MB of such text        ~{per_mb:.0f} MB of results; the passes' peak stays the same "
+          "(it does not grow with the text)")
     print(f"  every logit kept instead {len(ids) * vocab * 4 / (1 << 30):8.1f} GB")
     assert len(result.tokens) == len(ids)
 
