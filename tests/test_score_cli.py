@@ -119,3 +119,11 @@ def test_bad_flags_fail_before_loading(no_load, tmp_path):
         result = invoke(*args)
         assert result.exit_code == 2, args
         assert result.stderr.startswith("error: "), (args, result.stderr)
+
+
+def test_the_app_refuses_a_bad_score_file_before_loading(no_load, tmp_path):
+    src = tmp_path / "blob.bin"
+    src.write_bytes(b"\x00\x01binary")
+    result = invoke("--score", str(src))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "binary" in result.stderr

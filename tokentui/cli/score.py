@@ -91,8 +91,7 @@ def score(
     """Score a text: each token's probability, rank, surprisal and the model's alternatives,
     per-line surprisal, perplexity, and the most surprising tokens first.
 
-    The first token of a text with nothing before it has no probability (use --prefix or
-    --chat to give it a context)."""
+    The first token with nothing before it has no probability: --prefix or --chat gives it one."""
     from tokentui.cli.runtime import load_backend, model_config
 
     if as_json and jsonl:
