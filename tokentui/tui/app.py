@@ -57,6 +57,7 @@ from tokentui.tui.screens.explore import ExploreScreen
 from tokentui.tui.screens.force import ForceScreen
 from tokentui.tui.screens.help import HelpScreen
 from tokentui.tui.screens.inside import InsideScreen
+from tokentui.tui.screens.score import ScoreScreen, next_surprise
 from tokentui.tui.sessions import SessionControl
 from tokentui.tui.widgets.alternatives import ROWS, AlternativesTable
 from tokentui.tui.widgets.attention import AttentionPane
@@ -115,8 +116,11 @@ class TokenApp(App[None]):
     def __init__(self, backend_factory: BackendFactory, *, params: SamplingParams | None = None,
                  prompt: PromptSpec | str | None = None, session_file: str | None = None,
                  top_n: int = 20, clock: Callable[[], float] = time.perf_counter,
-                 constraint: launch.ConstraintSource | None = None) -> None:
+                 constraint: launch.ConstraintSource | None = None,
+                 score_file: str | None = None) -> None:
         super().__init__()
+        self.score_file = score_file
+        """``--score FILE``: scored and loaded once the model is up (``screens/score.py``)."""
         self.backend_factory = backend_factory
         self.params = params or SamplingParams()
         spec = prompt if isinstance(prompt, PromptSpec) else PromptSpec(text=prompt or "")
@@ -223,6 +227,8 @@ class TokenApp(App[None]):
             self.query_one(StatusLine).info("model ready: type a prompt, then escape to apply it")
         if self.session_file:
             self.sessions.open_file(self.session_file)
+        if self.score_file:
+            self.push_screen(ScoreScreen(self.score_file, autostart=True), self._move_cursor)
 
     async def open_session(self, spec: PromptSpec) -> None:
         """A new session on ``spec`` with the current parameters (engine thread), then drawn."""
@@ -666,6 +672,29 @@ class TokenApp(App[None]):
         """Palette: a saved attribution JSON (from ``J`` or ``attribute --json``) as the heatmap."""
         self.push_screen(AttributionFileScreen())
 
+    def action_score(self) -> None:
+        """Score a text file (score mode), or list the surprises of the one loaded."""
+        if not self.ready or self.generating:
+            self.busy()  # says why in the status line
+            return
+        steps = self.view.steps if self.view is not None else []
+        self.push_screen(ScoreScreen(self.score_file or "", steps=steps), self._move_cursor)
+
+    def action_next_surprise(self) -> None:
+        stream = self.query_one(TokenStream)
+        found = next_surprise(stream.steps, stream.cursor)
+        if found is None:
+            self.query_one(StatusLine).info("no scored text: s scores a file")
+            return
+        stream.cursor, k, n = found
+        self.query_one(StatusLine).info(f"surprise {k} of {n}: p={stream.steps[stream.cursor].p_base:.3g}")
+
+    def _move_cursor(self, index: int | None) -> None:
+        if index is not None:
+            stream = self.query_one(TokenStream)
+            stream.cursor = index
+            stream.focus()
+
     def action_explain(self) -> None:
         """F1: explain the focused pane (or the screen, when nothing in it has the focus);
         on an explanation, close it."""
@@ -843,7 +872,8 @@ class TokenApp(App[None]):
         self.autosave.flush()  # the last changes (the engine is told to stop first)
 
 
-def build_app(config: RunConfig, session_file: str | None = None) -> TokenApp:
+def build_app(config: RunConfig, session_file: str | None = None,
+              score_file: str | None = None) -> TokenApp:
     """The app a RunConfig describes (the CLI builds one from its flags; tests build it here
     too, without a terminal). With ``--session FILE`` and no model named, the file's model."""
     from tokentui.engine.persist.session_file import SessionFileError, load_session_file
@@ -857,13 +887,13 @@ def build_app(config: RunConfig, session_file: str | None = None) -> TokenApp:
         return launch.open_backend(model, progress=progress)
 
     return TokenApp(factory, params=config.params, prompt=config.prompt or PromptSpec(""),
-                    session_file=session_file, constraint=config.constraint)
+                    session_file=session_file, constraint=config.constraint, score_file=score_file)
 
 
-def run_app(config: RunConfig, session_file: str | None = None) -> None:
+def run_app(config: RunConfig, session_file: str | None = None, score_file: str | None = None) -> None:
     """Build the app from a RunConfig and run it (the model loads inside the app)."""
     from tokentui.engine.persist.session_file import autosave_dir
 
-    app = build_app(config, session_file)
+    app = build_app(config, session_file, score_file)
     app.data_dir = autosave_dir()  # autosaves and recent models (tests leave it None)
     app.run()

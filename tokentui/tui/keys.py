@@ -118,6 +118,10 @@ KEYS: tuple[Key, ...] = (
         "Analysis", "save_attribution", "Save attribution", command="Save attribution"),
     Key(("e",), "export the 3D attention graph of the sequence to tokentui-graph-<time>.html here",
         "Analysis", "export_graph", "Graph", command="Export attention graph"),
+    Key(("s",), "score a text file: its tokens as given, coloured by how expected each was; pressed "
+        "again, the list of its surprises", "Analysis", "score", "Score", False, "Score a text"),
+    Key(("u",), "jump to the next most surprising token of a scored text", "Analysis",
+        "next_surprise", "Surprise", False, "Next surprise"),
     Key(("question_mark",), "this help: every key and every pane", "App", "help", "Help", True,
         "Help"),
     Key(("q",), "quit (asks when branches would be lost)", "App", "quit_app", "Quit", True),
