@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tokentui.cli import analysis, inside, sessions, tokens
+from tokentui.cli import analysis, diff, inside, sessions, tokens
 from tokentui.cli.options import SharedOptions, shared_options
 
 app = typer.Typer(
@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (tokens, analysis, inside, sessions):
+for module in (tokens, analysis, inside, sessions, diff):
     module.register(app)
 
 
