@@ -101,6 +101,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         Binding("ctrl+l", "model_off", "Model off", show=False),
         Binding("m", "chat", "Chat", show=False),
         Binding("C", "compare", "Compare", show=False),
+        Binding("D", "lockstep", "Two models", show=False),
         Binding("x", "next_critical", "Critical"),
         Binding("X", "explore", "Explore", show=False),
         Binding("a", "attribute", "Attribute"),
@@ -545,6 +546,14 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         infos = await self.engine.call(self.session.branch_info)
         await self.push_screen(BranchesScreen(infos))
 
+    def action_lockstep(self) -> None:
+        """Add a second model: the current branch through A and B in lockstep (its own screen)."""
+        if self._busy():
+            return
+        from tokentui.tui.screens.lockstep import LockstepScreen
+
+        self.push_screen(LockstepScreen(self.session, label_a=self.model_name))  # type: ignore[arg-type]
+
     def action_colour_mode(self) -> None:
         mode = self.query_one(TokenStream).cycle_colour_mode()
         self.query_one(StatusLine).info(f"colours: {mode}")
@@ -725,6 +734,8 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             ("Save attribution", "the shown attribution as JSON in the current directory (J)",
              self.action_save_attribution),
             ("Export attention graph", "a 3D HTML file of the attention (e)", self.action_export_graph),
+            ("Two models in lockstep", "add a second model B beside this one; closing drops it (D)",
+             self.action_lockstep),
             ("Help", "keys and panes (?)", self.action_help),
         ):
             yield SystemCommand(title, help_text, action)
