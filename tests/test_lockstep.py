@@ -197,3 +197,50 @@ def test_different_tokenizers_are_refused_naming_the_first_difference(tokenizer,
     assert "\n" not in message
     assert f"at id {first}," in message and repr(mine(first)) in message and repr(theirs(first)) in message
     check_tokenizers(tokenizer, tokenizer)  # the same vocabulary passes
+
+
+def completed_by_hand(p: dict[int, float], listed: set[int], union: list[int]) -> list[float]:
+    """The estimate's rule in plain floats: listed ids exact; an unlisted id of the union gets
+    min(smallest listed, leftover / (unlisted + 1)); the bucket holds what is left."""
+    rest = max(0.0, 1.0 - sum(p[i] for i in listed))
+    missing = [i for i in union if i not in listed]
+    share = min(min(p[i] for i in listed), rest / (len(missing) + 1)) if missing else 0.0
+    values = [p[i] if i in listed else share for i in union]
+    return [*values, max(0.0, rest - share * len(missing))]
+
+
+def test_a_top_n_side_gives_an_estimate_over_the_union(tiny_loaded, tiny_other) -> None:
+    """B as a server returns it: its top 20 log-probabilities exact, nothing else."""
+    from tokentui.engine.analysis.lockstep import divergence, token_stats
+
+    ids = tiny_loaded.tokenizer("Once upon a time").input_ids
+    la = reference(tiny_loaded.model, [*ids, 0], len(ids))[0]
+    lb_full = reference(tiny_other.model, [*ids, 0], len(ids))[0]
+    top_b = torch.topk(lb_full, 20).indices
+    lb = torch.full_like(lb_full, -math.inf)
+    lb[top_b] = lb_full[top_b]
+    d = divergence(la, lb, full_a=True, full_b=False)
+    assert d.estimated
+    top_a = torch.topk(la, 20).indices
+    union = sorted(set(top_a.tolist()) | set(top_b.tolist()))
+    pa = {i: float(la[i].exp()) for i in union}
+    pb = {i: float(lb_full[i].exp()) for i in top_b.tolist()}
+    ca = [*(pa[i] for i in union), 1.0 - sum(pa.values())]  # A is local: exact, rest in the bucket
+    cb = completed_by_hand(pb, set(pb), union)
+
+    def kl(p: list[float], q: list[float]) -> float:
+        terms = (x * math.log(x / (y if y > 0 else 1e-12)) for x, y in zip(p, q, strict=True) if x > 0)
+        return sum(terms) / LN2
+
+    m = [(x + y) / 2 for x, y in zip(ca, cb, strict=True)]
+    assert d.kl_ab == pytest.approx(kl(ca, cb), rel=1e-9)
+    assert d.kl_ba == pytest.approx(kl(cb, ca), rel=1e-9)
+    assert d.js == pytest.approx((kl(ca, m) + kl(cb, m)) / 2, rel=1e-9)
+    # A token B did not list has no probability or rank under B; a listed one has both.
+    outside = next(i for i in torch.topk(la, 100).indices.tolist() if i not in pb)
+    p_a, p_b, _, rank_b = token_stats(d, outside, full_a=True, full_b=False)
+    assert p_b is None and rank_b is None and p_a == pytest.approx(float(la[outside].exp()))
+    inside = top_b[3].item()
+    assert token_stats(d, inside, full_a=True, full_b=False)[3] == 4
+    for tid, _p, _r, p_other, rank_other in d.top_a:
+        assert (p_other is None) == (tid not in pb) and (rank_other is None) == (tid not in pb)

@@ -12,11 +12,11 @@ Per step only ids, the top-10 of each side and a few scalars are kept, never a d
 tensor, so memory stays flat over long runs.
 
 Divergences are in bits. When both backends return the whole vocabulary they are exact; when
-one is a server (top-N log-probabilities only) they are computed over the union of what both
-returned plus one bucket for every other token, and marked ``estimated``: a token one side did
-not list gets an equal share of its leftover mass, capped by its smallest listed probability
-(the rule of :mod:`tokentui.engine.analysis.compare`, here with the exact values of a local side
-kept rather than cut to its top-N).
+one is a server (top-N log-probabilities only) they are computed over the union of both top-N
+(a local side brings its own top-N) plus one bucket for every other token, and marked
+``estimated``: a token the server did not list gets an equal share of its leftover mass, capped
+by its smallest listed probability (the rule of :mod:`tokentui.engine.analysis.compare`); a local
+side gives its exact probability for every id of the union and the rest to its bucket.
 """
 
 from __future__ import annotations
@@ -249,13 +249,22 @@ def divergence(la: torch.Tensor, lb: torch.Tensor, *, full_a: bool = True, full_
     if not estimated:
         kl_ab, kl_ba, js = _kl(pa, la, lb), _kl(pb, lb, la), _js(pa, pb)
     else:
-        union = torch.nonzero(torch.isfinite(la) | torch.isfinite(lb)).squeeze(-1)
+        n = max(int(torch.isfinite(lp).sum()) for lp, full in ((la, full_a), (lb, full_b)) if not full)
+        union = torch.unique(torch.cat([_listed(la, full_a, n), _listed(lb, full_b, n)]))
         ca, cb = _completed(la, union, full_a), _completed(lb, union, full_b)
         lca, lcb = torch.log(ca), torch.log(cb)
         kl_ab, kl_ba, js = _kl(ca, lca, lcb), _kl(cb, lcb, lca), _js(ca, cb)
     top_a, top_b = _top(pa, pb, full_b, top), _top(pb, pa, full_a, top)
     overlap = len({t[0] for t in top_a} & {t[0] for t in top_b})
     return Divergence(kl_ab, kl_ba, js, overlap, estimated, top_a, top_b, (la, lb))
+
+
+def _listed(log_p: torch.Tensor, full: bool, n: int) -> torch.Tensor:
+    """The ids a side returned: a server's listed ones, or a full side's top ``n`` (so both
+    sides bring the same number of ids to the union)."""
+    if full:
+        return torch.topk(log_p, min(n, log_p.shape[0])).indices
+    return torch.nonzero(torch.isfinite(log_p)).squeeze(-1)
 
 
 def _rank(p: torch.Tensor, ids: torch.Tensor) -> list[int]:
