@@ -90,7 +90,13 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="measure RSS in a fresh process")
     parser.add_argument("--memory-steps", type=int, default=256)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall seconds, or this process's CPU seconds (steadier on a shared machine)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.memory_child:
         memory_run(args.dtype_b, args.memory_steps)
         return
@@ -109,13 +115,14 @@ def main() -> None:
     times: tuple[list[float], ...] = ([], [], [])
     for _ in range(args.steps):
         for loop, out in zip(loops, times, strict=True):
-            t0 = time.perf_counter()
+            t0 = clock()
             next(loop)
-            out.append(time.perf_counter() - t0)
+            out.append(clock() - t0)
     bare_a, bare_b, ours = (statistics.median(t) * 1000 for t in times)
     spread = [statistics.quantiles([x * 1000 for x in t], n=4) for t in times]
     print(f"threads {torch.get_num_threads()}, steps {args.steps}, A float32, B {args.dtype_b} "
-          "(median ms/step)")
+          ""
+          f"(median {args.clock} ms/step)")
     print(f"bare loop A: {bare_a:7.2f}  (quartiles {spread[0][0]:.1f}-{spread[0][2]:.1f})")
     print(f"bare loop B: {bare_b:7.2f}  (quartiles {spread[1][0]:.1f}-{spread[1][2]:.1f})")
     print(f"lockstep   : {ours:7.2f}  (quartiles {spread[2][0]:.1f}-{spread[2][2]:.1f})"

@@ -247,7 +247,7 @@ def divergence(la: torch.Tensor, lb: torch.Tensor, *, full_a: bool = True, full_
     pa, pb = la.exp(), lb.exp()
     estimated = not (full_a and full_b)
     if not estimated:
-        kl_ab, kl_ba, js = _kl(pa, la, lb), _kl(pb, lb, la), _js(pa, pb)
+        kl_ab, kl_ba, js = _full_numbers(la, lb, pa, pb)
     else:
         n = max(int(torch.isfinite(lp).sum()) for lp, full in ((la, full_a), (lb, full_b)) if not full)
         union = torch.unique(torch.cat([_listed(la, full_a, n), _listed(lb, full_b, n)]))
@@ -257,6 +257,22 @@ def divergence(la: torch.Tensor, lb: torch.Tensor, *, full_a: bool = True, full_
     top_a, top_b = _top(pa, pb, full_b, top), _top(pb, pa, full_a, top)
     overlap = len({t[0] for t in top_a} & {t[0] for t in top_b})
     return Divergence(kl_ab, kl_ba, js, overlap, estimated, top_a, top_b, (la, lb))
+
+
+def _full_numbers(la: torch.Tensor, lb: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor
+                  ) -> tuple[float, float, float]:
+    """KL(A||B), KL(B||A) and JS over the whole vocabulary: three dot products on the fast path
+    (every log-probability finite), the careful per-term rules of ``_kl``/``_js`` otherwise."""
+    if torch.equal(la, lb):
+        return 0.0, 0.0, 0.0
+    diff = la - lb
+    kl_ab = float(torch.linalg.vecdot(pa, diff)) / LN2
+    kl_ba = -float(torch.linalg.vecdot(pb, diff)) / LN2
+    lm = torch.logaddexp(la, lb) - math.log(2.0)
+    js = 0.5 * float(torch.linalg.vecdot(pa, la - lm) + torch.linalg.vecdot(pb, lb - lm)) / LN2
+    if not all(math.isfinite(x) for x in (kl_ab, kl_ba, js)):
+        return _kl(pa, la, lb), _kl(pb, lb, la), _js(pa, pb)
+    return max(0.0, kl_ab), max(0.0, kl_ba), min(1.0, max(0.0, js))
 
 
 def _listed(log_p: torch.Tensor, full: bool, n: int) -> torch.Tensor:
@@ -274,8 +290,9 @@ def _rank(p: torch.Tensor, ids: torch.Tensor) -> list[int]:
 
 def _top(p: torch.Tensor, other: torch.Tensor, other_full: bool, top: int
          ) -> tuple[tuple[int, float, int, float | None, int | None], ...]:
-    n = min(top, int(torch.isfinite(p.log()).sum()), p.shape[0])
-    ids = torch.topk(p, n).indices
+    ids = torch.topk(p, min(top, p.shape[0])).indices
+    if not bool(p[ids[-1]] > 0):  # a server that listed fewer than ``top``
+        ids = ids[p[ids] > 0]
     ranks_other = _rank(other, ids)
     rows = []
     for r, (tid, pv, po, ro) in enumerate(zip(ids.tolist(), p[ids].tolist(), other[ids].tolist(),
@@ -288,6 +305,12 @@ def _top(p: torch.Tensor, other: torch.Tensor, other_full: bool, top: int
 def token_stats(div: Divergence, token_id: int, *, full_a: bool, full_b: bool
                 ) -> tuple[float | None, float | None, int | None, int | None]:
     """``(p_a, p_b, rank_a, rank_b)`` of one token (None where a top-N side did not list it)."""
+    for tid, p, rank, p_other, rank_other in div.top_a:  # usually the token is in a top-10
+        if tid == token_id:
+            return p, p_other, rank, rank_other
+    for tid, p, rank, p_other, rank_other in div.top_b:
+        if tid == token_id:
+            return p_other, p, rank_other, rank
     la, lb = div.log_p
     ids = torch.tensor([token_id])
     out: list[Any] = []
