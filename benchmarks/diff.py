@@ -77,7 +77,7 @@ def memory_run(dtype_b: str, steps: int) -> None:
     b = LocalBackend(models.load(dtype=dtype_b, device="cpu"))
     print(f"B loaded ({dtype_b}): {memory_kb()}")
     for i, _ in enumerate(lockstep_steps(a, b, steps), start=1):
-        if i in (1, steps // 4, steps // 2, steps):
+        if i in (1, 8, steps // 4, steps // 2, steps) or i % 64 == 0:
             print(f"after {i} lockstep steps: {memory_kb()}")
         if i == steps:
             break
@@ -129,7 +129,8 @@ def main() -> None:
           f"  ratio {ours / (bare_a + bare_b):.3f} of A + B")
     if args.memory:
         subprocess.run([sys.executable, __file__, "--memory-child", "--dtype-b", args.dtype_b,
-                        "--memory-steps", str(args.memory_steps)], check=True)
+                        "--memory-steps", str(args.memory_steps),
+                        *(["--threads", str(args.threads)] if args.threads else [])], check=True)
 
 
 if __name__ == "__main__":
