@@ -104,3 +104,17 @@ def test_strip_levels_and_mono_glyphs():
     assert all(span.style.color is None for span in text.spans)  # no colour under NO_COLOR
     coloured = strip_text([0.0, 1.0], cursor=None, mono=False)
     assert coloured.spans[0].style.color != coloured.spans[1].style.color
+
+
+async def test_palette_entry_opens_it_and_escape_in_the_dialog_adds_nothing(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        commands["Two models in lockstep"].callback()
+        await pilot.pause()
+        assert isinstance(app.screen, ModelScreen)
+        assert any(isinstance(s, LockstepScreen) for s in app.screen_stack)
+        await pilot.press("escape")  # no model B chosen: back to the app, nothing loaded
+        await pilot.pause()
+        assert not any(isinstance(s, LockstepScreen) for s in app.screen_stack)
