@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -99,7 +99,7 @@ def diff(
         if jsonl:
             render.print_json(step.to_json())
     summary = summarize(rows)
-    names = {"a": config.model.label, "b": config_b.label}
+    names = {"a": backend_label(a), "b": backend_label(b)}
     if jsonl:
         render.print_json({"summary": summary.to_json(), **names})
     elif as_json:
@@ -112,20 +112,27 @@ def diff(
         out.print(summary_text(summary, rows))
 
 
+def backend_label(backend: Any) -> str:
+    """The model's name with its dtype (a local model), or the server's name."""
+    loaded = backend.loaded
+    return f"{loaded.name} ({loaded.dtype})" if loaded is not None else backend.capabilities.name
+
+
 def fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def steps_table(rows: list[StepDivergence], names: dict[str, str], driver: str, estimated: bool) -> Table:
     approx = "≈" if estimated else ""
-    title = (f"A: {names['a']}  ·  B: {names['b']}  ·  {driver.upper()} drives"
+    title = (f"A: {names['a']} · B: {names['b']} · {driver.upper()} drives · "
+             f"∩10: top-10 overlap · rank: of the token under the other model"
              + ("  ·  B returns only its top-N: KL and JS estimated (≈)" if estimated else ""))
     table = Table(title=title, title_justify="left")
     for name, justify in (("#", "right"), ("token", "left"), ("p A", "right"), ("p B", "right"),
                           (f"{approx}KL(A‖B)", "right"), (f"{approx}KL(B‖A)", "right"),
-                          (f"{approx}JS", "right"), ("top-10 ∩", "right"),
-                          ("rank under " + ("B" if driver == "a" else "A"), "right")):
-        table.add_column(name, justify=justify)
+                          (f"{approx}JS", "right"), ("∩10", "right"),
+                          ("rank " + ("B" if driver == "a" else "A"), "right")):
+        table.add_column(name, justify=justify, no_wrap=True, min_width=8 if name == "token" else None)
     for d in rows:
         js_style = "bold red" if d.js >= 0.5 else "yellow" if d.js >= 0.1 else ""
         rank = d.rank_other

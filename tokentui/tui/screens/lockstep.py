@@ -162,7 +162,7 @@ class LockstepScreen(Screen[None]):
     # ----- the worker -----------------------------------------------------------------------
     def _start(self, config: ModelConfig) -> None:
         self.model_b = config
-        self.label_b = config.label
+        self.label_b = config.label + (f" ({config.dtype})" if config.dtype != "auto" else "")
         self._head()
         self.status(f"loading model B: {config.label} ...")
         self._run(lambda cancel: self._open(config, cancel))
