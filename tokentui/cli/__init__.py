@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tokentui.cli import analysis, inside, score, sessions, tokens
+from tokentui.cli import analysis, diff, inside, score, sessions, tokens
 from tokentui.cli.help import use_plain_help
 from tokentui.cli.options import SharedOptions, fail, shared_options
 from tokentui.engine.errors import TokentuiError
@@ -23,7 +23,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for module in (tokens, analysis, inside, sessions, score):
+for module in (tokens, analysis, inside, sessions, score, diff):
     module.register(app)
 
 

@@ -620,6 +620,14 @@ class TokenApp(App[None]):
         infos = await self.engine.call(self.session.branch_info)
         await self.push_screen(BranchesScreen(infos))
 
+    def action_lockstep(self) -> None:
+        """Add a second model: the current branch through A and B in lockstep (its own screen)."""
+        if self.busy() or self.session is None:
+            return
+        from tokentui.tui.screens.lockstep import LockstepScreen
+
+        self.push_screen(LockstepScreen(self.session, label_a=self.model_name))
+
     def action_colour_mode(self) -> None:
         mode = self.query_one(TokenStream).cycle_colour_mode()
         self.query_one(StatusLine).info(f"colours: {mode}")

@@ -122,6 +122,9 @@ KEYS: tuple[Key, ...] = (
         "again, the list of its surprises", "Analysis", "score", "Score", False, "Score a text"),
     Key(("u",), "jump to the next most surprising token of a scored text", "Analysis",
         "next_surprise", "Surprise", False, "Next surprise"),
+    Key(("D",), "two models in lockstep: a second model reads the current branch beside this one "
+        "(both top-10, KL both ways, Jensen-Shannon, a divergence strip)", "Analysis", "lockstep",
+        "Two models", False, "Two models in lockstep"),
     Key(("question_mark",), "this help: every key and every pane", "App", "help", "Help", True,
         "Help"),
     Key(("q",), "quit (asks when branches would be lost)", "App", "quit_app", "Quit", True),
