@@ -57,7 +57,7 @@ from tokentui.tui.screens.explore import ExploreScreen
 from tokentui.tui.screens.force import ForceScreen
 from tokentui.tui.screens.help import HelpScreen
 from tokentui.tui.screens.inside import InsideScreen
-from tokentui.tui.screens.score import ScoreScreen, next_surprise
+from tokentui.tui.screens.score import Scored, ScoreScreen, next_surprise
 from tokentui.tui.sessions import SessionControl
 from tokentui.tui.widgets.alternatives import ROWS, AlternativesTable
 from tokentui.tui.widgets.attention import AttentionPane
@@ -228,7 +228,7 @@ class TokenApp(App[None]):
         if self.session_file:
             self.sessions.open_file(self.session_file)
         if self.score_file:
-            self.push_screen(ScoreScreen(self.score_file, autostart=True), self._move_cursor)
+            self.push_screen(self._score_screen(self.score_file, autostart=True), self._scored)
 
     async def open_session(self, spec: PromptSpec) -> None:
         """A new session on ``spec`` with the current parameters (engine thread), then drawn."""
@@ -686,7 +686,29 @@ class TokenApp(App[None]):
             self.busy()  # says why in the status line
             return
         steps = self.view.steps if self.view is not None else []
-        self.push_screen(ScoreScreen(self.score_file or "", steps=steps), self._move_cursor)
+        self.push_screen(self._score_screen(self.score_file or "", steps=steps), self._scored)
+
+    def _score_screen(self, path: str, **kwargs: Any) -> ScoreScreen:
+        return ScoreScreen(path, backend=self.backend, engine=self.engine, session=self.session,
+                           params=self.query_one(ParamsPanel).params, top_n=self.top_n, **kwargs)
+
+    async def _scored(self, result: int | Scored | None) -> None:
+        """The score screen closed: install a scored session, or move to a chosen surprise."""
+        if not isinstance(result, Scored):
+            self._move_cursor(result)
+            return
+        first = self.session is None
+        self.session = result.session
+        pane = self.query_one(PromptPane)
+        pane.commit(result.session.prompt)
+        pane.revert()  # the editor shows the context now in use (nothing left to apply)
+        self.query_one(TokenStream).colour_mode = "rank"
+        await self.refresh_view(cursor=result.cursor if result.cursor is not None else 0)
+        self.query_one(StatusLine).info(result.line)
+        panel = self.query_one(ConstraintPanel)
+        if first and panel.wanted:
+            self.apply_constraint(*panel.source, True)
+        self._move_cursor(result.cursor)
 
     def action_next_surprise(self) -> None:
         stream = self.query_one(TokenStream)

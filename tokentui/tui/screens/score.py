@@ -9,7 +9,9 @@ model would have written instead). Once a text is loaded the screen lists its mo
 surprising tokens; ``enter`` on one moves the cursor there, and ``u`` in the main view
 jumps to the next surprise.
 
-This screen owns its worker and its cancel event (the app only opens it).
+This screen owns its worker and its cancel event. It is given what it needs (the backend,
+the engine thread, the session if there is one) and dismisses with what it made (a
+:class:`Scored` session to install, or a cursor index); the app installs it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -31,6 +34,12 @@ from tokentui.engine.analysis.score import SCORED, read_text_file, score_text, t
 from tokentui.engine.errors import TokentuiError
 from tokentui.engine.results import StepResult
 from tokentui.tui.styling import visible
+
+if TYPE_CHECKING:
+    from tokentui.engine.backends.base import Backend
+    from tokentui.engine.engine_thread import EngineWorker
+    from tokentui.engine.params import SamplingParams
+    from tokentui.engine.session import Session
 
 SURPRISES_LISTED = 30
 PROGRESS_INTERVAL_S = 0.1
@@ -68,10 +77,22 @@ def surprise_label(index: int, step: StepResult) -> Text:
     return label
 
 
-class ScoreScreen(ModalScreen[int | None]):
+@dataclass(frozen=True)
+class Scored:
+    """A scored text loaded into a session, for the app to install."""
+
+    session: Session
+    cursor: int | None
+    """The most surprising token's completion index (where the cursor goes)."""
+    line: str
+    """What the status line says."""
+
+
+class ScoreScreen(ModalScreen["int | Scored | None"]):
     """A file to score, its progress, and the surprises of the loaded text.
 
-    Dismisses with a completion index to move the cursor to (a chosen surprise), or None.
+    Dismisses with :class:`Scored` after scoring, a completion index to move the cursor to (a
+    chosen surprise), or None.
     """
 
     DEFAULT_CSS = """
@@ -85,8 +106,15 @@ class ScoreScreen(ModalScreen[int | None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel_or_close", "Cancel / close")]
 
     def __init__(self, path: str = "", *, steps: Sequence[StepResult] = (),
-                 autostart: bool = False) -> None:
+                 autostart: bool = False, backend: Backend | None = None,
+                 engine: EngineWorker | None = None, session: Session | None = None,
+                 params: SamplingParams | None = None, top_n: int = 20) -> None:
         super().__init__()
+        self.backend = backend
+        self.engine = engine
+        self.session = session
+        self.params = params
+        self.top_n = top_n
         self.path = path
         self.steps = list(steps)
         self.autostart = autostart
@@ -149,10 +177,9 @@ class ScoreScreen(ModalScreen[int | None]):
 
     @work(exclusive=True, exit_on_error=False, group="score")
     async def run_score(self, path: str) -> None:
-        app: Any = self.app
         try:
             text = read_text_file(path)
-            if app.backend is None:
+            if self.backend is None or self.engine is None:
                 raise TokentuiError("the model is still loading: try again in a moment")
             bar = self.query_one(ProgressBar)
             last = [0.0]
@@ -161,54 +188,39 @@ class ScoreScreen(ModalScreen[int | None]):
                 now = time.monotonic()
                 if now - last[0] >= PROGRESS_INTERVAL_S or done == total:
                     last[0] = now
-                    app.call_from_thread(bar.update, total=total, progress=done)
+                    self.app.call_from_thread(bar.update, total=total, progress=done)
 
-            session = await app.engine.call(self._score_into_session, app, text, progress)
+            session = await self.engine.call(self._score_into_session, text, progress)
         except TokentuiError as exc:
             self.running = False
             self.status(str(exc), error=True)
             return
         self.running = False
-        first = app.session is None
-        app.session = session
-        if first:
-            from tokentui.tui.widgets.constraint_panel import ConstraintPanel
-
-            app.query_one(ConstraintPanel).attach()
-        from tokentui.tui.widgets.prompt import PromptPane
-        from tokentui.tui.widgets.token_stream import TokenStream
-
-        pane = app.query_one(PromptPane)
-        pane.commit(session.prompt)
-        pane.revert()  # the editor shows the context now in use (nothing left to apply)
-        app.query_one(TokenStream).colour_mode = "rank"
-        steps = session.current.steps
-        order = surprises(steps)
-        await app.refresh_view(cursor=order[0] if order else 0)
+        order = surprises(session.current.steps)
         result = self._result
         said = (f"scored {result.n_tokens} tokens: perplexity {result.perplexity:.2f}, "
                 f"{result.bits_per_token:.2f} bits per token"
                 if result.perplexity is not None else f"scored {result.n_tokens} tokens")
         if result.cancelled:
             said += " (stopped early: the rest is not loaded)"
-        app.query_one("#status").info(said + " · u: next surprise · s: the list · enter on an "
-                                      "alternative: branch there")
-        self.dismiss(order[0] if order else None)
+        said += " · u: next surprise · s: the list · enter on an alternative: branch there"
+        self.dismiss(Scored(session, order[0] if order else None, said))
 
-    def _score_into_session(self, app: Any, text: str, progress: Any) -> Any:
+    def _score_into_session(self, text: str, progress: Any) -> Session:
         """On the engine thread: tokenise, score (in windows when longer than the context),
-        and load the result into the app's session (a new one when there is none)."""
+        and load the result into the session (a new one when there is none)."""
         from tokentui.engine.session import Session
 
-        backend = app.backend
+        backend = self.backend
+        assert backend is not None
         prefix, ids = text_ids(backend.tokenizer, text)
         context = backend.capabilities.max_context
         long = context is not None and len(prefix) + len(ids) > context
-        result = score_text(backend, ids, prefix_ids=prefix, top_n=app.top_n,
+        result = score_text(backend, ids, prefix_ids=prefix, top_n=self.top_n,
                             stride=context // 2 if long and context else None,
                             progress=progress, stop_event=self.stop)
         self._result = result
-        session = app.session or Session(backend, prompt_ids=prefix or ids[:1],
-                                         params=app.params, top_n=app.top_n)
+        session = self.session or Session(backend, prompt_ids=prefix or ids[:1],
+                                          params=self.params, top_n=self.top_n)
         session.load_scored(prefix, result)
         return session
