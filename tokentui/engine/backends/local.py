@@ -187,10 +187,7 @@ class LocalBackend:
         with self.lock, torch.no_grad():
             keep = min(common_prefix(self._cache_ids, ids), len(ids) - 1)
             try:
-                if self._cache is None:
-                    self._cache = self._new_cache()
-                    start = 0
-                elif keep == 0 and self.cache_kind in ("attention", "sliding"):
+                if self._cache is None or (keep == 0 and self.cache_kind in ("attention", "sliding")):
                     self._cache = self._new_cache()
                     start = 0
                 else:
