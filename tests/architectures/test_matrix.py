@@ -83,8 +83,9 @@ def test_every_subcommand(name, cli, zoo_loaded, tmp_path):
     # a regex constraint holds on the generated text.
     out = ok(invoke("generate", PROMPT, *RAW, "--regex", "[a-z]{2,4}", "--greedy", "-n", "6",
                     "--jsonl"))
-    text = "".join(json.loads(line)["token"]["text"] for line in out.splitlines()
-                   if line.strip() and "token" in json.loads(line))
+    tokens = [json.loads(line)["token"] for line in out.splitlines()
+              if line.strip() and "token" in json.loads(line)]
+    text = "".join(t["text"] for t in tokens if not t["special"])
     assert re.fullmatch("[a-z]{2,4}", text), text
 
     # inspect (every pane or its reason) and the logit lens through the final norm.
@@ -97,7 +98,7 @@ def test_every_subcommand(name, cli, zoo_loaded, tmp_path):
 
     # gradient attribution works everywhere.
     for method in ("saliency", "integrated_gradients"):
-        res = json.loads(ok(invoke("attribute", PROMPT, *RAW, "--method", method, "--steps", "4",
+        res = json.loads(ok(invoke("attribute", PROMPT, *RAW, "--method", method, "--steps", "3",
                                    "--completion-ids", str(top["id"]), "--json")))
         row = res["data"]["association_matrix"][0]
         assert len(row) == len(ids) + 1 and any(v != 0 for v in row[:len(ids)])
