@@ -108,6 +108,24 @@ def test_every_subcommand(name, cli, zoo_loaded, tmp_path):
                                  "--json")))
     assert len(forks["tokens"]) == 4 and forks["critical"]
 
+    # a branch through the engine: the branched step's p_base is an uncached forward's.
+    from tokentui.engine.backends.local import LocalBackend
+    from tokentui.engine.params import SamplingParams
+    from tokentui.engine.prompts import PromptSpec
+    from tokentui.engine.session import Session
+
+    session = Session(LocalBackend(loaded), PromptSpec(PROMPT, chat_template=False),
+                      params=SamplingParams(greedy=True, ignore_eos=True))
+    first = list(session.generate(4))
+    alt = next(c.token.id for c in first[1].distribution.candidates if c.token.id != first[1].token.id)
+    session.branch_from(1, alt)
+    step = session.step()
+    branch_ids = session.context_ids()
+    with torch.no_grad():
+        p = torch.softmax(model(input_ids=torch.tensor([branch_ids[:-1]])).logits[0, -1].float(), -1)
+    drift = 2e-3 if name == "bamba" else 1e-4  # Bamba: transformers' cached steps drift (test_views)
+    assert step.p_base == pytest.approx(float(p[step.token.id]), abs=drift)
+
     attention_runs = {
         "attention": ("attention", PROMPT, *RAW, "--json", "--completion-ids", str(top["id"])),
         "rollout": ("attribute", PROMPT, *RAW, "--method", "attention_rollout", "--json",

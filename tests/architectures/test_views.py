@@ -113,3 +113,26 @@ def test_alibi_models_show_slopes_and_no_position_vector(zoo_loaded):
     assert "no position vector" in pos.note
     assert inside.alibi_slopes(12) == pytest.approx(
         build_alibi_tensor(torch.ones(1, 2), 12, torch.float32)[:, 0, 1].tolist())
+
+
+@pytest.mark.parametrize("name,needles", [
+    ("bloom", ("Position 2 · alibi", "no position vector", "Slopes per head")),
+    ("gemma3", ("sliding_attention (base", "full_attention (base", "in layers 0, 1")),
+    ("opt", ("row 4 (position 2 + offset 2)",)),
+    ("mamba", ("attention_by_layer: Mamba is a recurrent model",)),
+])
+def test_inspect_tables_say_it(name, needles, zoo_loaded, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tokentui.cli import app
+    from tokentui.engine import models
+
+    loaded = zoo_loaded(name)
+    monkeypatch.setattr(models, "load", lambda *args, **kwargs: loaded)
+    result = CliRunner().invoke(app, ["inspect", "The cat sat on", "--no-chat-template",
+                                      "--position", "2", "--model", loaded.source.location],
+                                env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.stderr
+    flat = " ".join(result.stdout.split())
+    for needle in needles:
+        assert needle in flat, (needle, result.stdout)
