@@ -136,3 +136,12 @@ def test_inspect_tables_say_it(name, needles, zoo_loaded, monkeypatch):
     flat = " ".join(result.stdout.split())
     for needle in needles:
         assert needle in flat, (needle, result.stdout)
+
+
+@pytest.mark.parametrize("name", ["jamba", "bamba"])
+def test_hybrid_offers_its_attention_layers(name, zoo_loaded):
+    backend = LocalBackend(zoo_loaded(name))
+    att = attn.full_attention(backend, [5, 6, 7, 8])
+    assert backend.capabilities.attention
+    assert backend.capabilities.layers == att.shape[0] < backend.model.config.num_hidden_layers
+    assert backend.capabilities.heads == att.shape[1]

@@ -45,10 +45,9 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 def cache_kind(model: Any) -> str:
     """Which of ``CACHE_KINDS`` the model's default cache is (read from transformers' own layers)."""
-    from transformers import DynamicCache
     from transformers.cache_utils import CacheLayerMixin, LinearAttentionCacheLayerMixin
 
-    layers = DynamicCache(config=model.config).layers
+    layers = _cache_layers(model)
     recurrent = [isinstance(layer, LinearAttentionCacheLayerMixin) for layer in layers]
     attention = [isinstance(layer, CacheLayerMixin) for layer in layers]
     if any(recurrent):
@@ -56,6 +55,19 @@ def cache_kind(model: Any) -> str:
     if any(getattr(layer, "is_sliding", False) for layer in layers):
         return "sliding"
     return "attention"
+
+
+def _cache_layers(model: Any) -> list[Any]:
+    from transformers import DynamicCache
+
+    return list(DynamicCache(config=model.config).layers)
+
+
+def attention_layers(model: Any) -> int:
+    """How many layers have attention (all of them but a hybrid's recurrent ones)."""
+    from transformers.cache_utils import CacheLayerMixin
+
+    return sum(isinstance(layer, CacheLayerMixin) for layer in _cache_layers(model))
 
 
 def architecture_name(model: Any) -> str:
@@ -101,6 +113,9 @@ class LocalBackend:
                 layers=int(layers) if layers else None, heads=None, attention=False,
                 reasons=(("attention", f"{arch} is a recurrent model: it has no attention weights"),))
         else:
+            if self.cache_kind == "hybrid":
+                # The attention pane offers the layers that have attention weights.
+                layers = attention_layers(self.model) or layers
             self.capabilities = Capabilities(name=f"local · {loaded.name}", max_context=self.max_context,
                                              layers=int(layers) if layers else None,
                                              heads=int(heads) if heads else None)
