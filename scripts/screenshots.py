@@ -112,7 +112,7 @@ async def attribution(pilot) -> None:
     for _ in range(10):
         await pilot.press("n")
         await settle(pilot, 2)
-    pilot.app.attribution_method = "integrated_gradients"
+    pilot.app.attribution_view.method = "integrated_gradients"
     await pilot.press("left", "a")
     await settle(pilot)
 

@@ -2,6 +2,12 @@
 
 Mechanics are tested on the tiny model (fast, deterministic); the numbers that matter
 (probabilities, filters, greedy agreement) on the real SmolLM2-135M.
+
+Tiers (markers set here from the fixtures a test uses, or by the test module): ``unit`` (no
+model), ``tiny`` (tiny random models and the tokenizer only), ``bundled`` (the real model),
+``slow`` (builds servers, Chromium, first-start conversion), ``architectures`` (the model
+matrix), ``hostile`` (hostile input through the real CLI and app). ``uv run pytest`` runs all;
+``uv run pytest -m "not slow"`` is the quick loop.
 """
 
 from __future__ import annotations
@@ -14,6 +20,30 @@ import torch
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+BUNDLED_FIXTURES = {"bundled", "real_backend"}
+TIERS = ("unit", "tiny", "bundled", "slow", "architectures", "hostile")
+
+
+def pytest_configure(config):
+    for tier in TIERS:
+        config.addinivalue_line("markers", f"{tier}: the {tier} test tier (see tests/conftest.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Give every test its tier from the fixtures it uses (a module's own marker wins)."""
+    for item in items:
+        own = {m.name for m in item.iter_markers()} & set(TIERS)
+        if own - {"slow"}:
+            continue
+        names = set(getattr(item, "fixturenames", ()))
+        if names & BUNDLED_FIXTURES:
+            item.add_marker(pytest.mark.bundled)
+        elif any(n.startswith("tiny") or n in {"tokenizer", "make_app", "two_branches"} for n in names):
+            item.add_marker(pytest.mark.tiny)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +62,12 @@ def real_backend(bundled):
 
 
 @pytest.fixture(scope="session")
-def tokenizer(bundled):
-    return bundled.tokenizer
+def tokenizer():
+    """The bundled model's tokenizer alone (converted once from the GGUF, without its weights):
+    the tiny models use it, so the quick tiers never load the real model."""
+    from tokentui.engine import models
+
+    return models.load_tokenizer(light=False)
 
 
 def make_tiny_loaded(tokenizer, *, seed: int = 0, layers: int = 2):

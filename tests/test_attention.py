@@ -91,3 +91,33 @@ def test_cli_attention(tokenizer, real_backend, monkeypatch):
     assert bad.output.strip().count("\n") == 0
     both = runner.invoke(app, ["attention", "Hello", "--head", "1", "--mean"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_cli_attention_table_labels_rows_and_columns(tiny_backend, tokenizer, monkeypatch):
+    """Rows carry position and piece; columns their position and piece while they fit (16 tokens or
+    fewer), their position alone beyond that."""
+    from tokentui.cli import analysis, app
+    from tokentui.visible import visible
+
+    monkeypatch.setattr(analysis, "load_backend", lambda *a, **k: tiny_backend)
+    runner = CliRunner()
+    short_prompt = "Once upon a time"
+    result = runner.invoke(app, ["attention", short_prompt, "--no-chat-template", "--layer", "0"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    pieces = [visible(tokenizer.decode([i])) for i in tokenizer(short_prompt).input_ids]
+    lines = result.stdout.splitlines()
+    header = next(k for k, line in enumerate(lines) if "┃" in line)
+    positions = lines[header].split("┃")[2:]
+    assert [p.strip() for p in positions] == [str(j) for j in range(len(pieces))]
+    tops = [c.strip() for c in lines[header + 1].split("┃")[2:]]
+    assert all(piece.startswith(top.rstrip("…")) for top, piece in zip(tops, pieces, strict=True))
+    rows = [line.split("│") for line in lines if "│" in line]
+    assert [r[0].strip() for r in rows] == [str(i) for i in range(len(pieces))]
+    assert [r[1].strip() for r in rows] == [p.strip() for p in pieces]
+    long_prompt = " ".join(["cat"] * 20)
+    wide = runner.invoke(app, ["attention", long_prompt, "--no-chat-template"], env={"COLUMNS": "200"})
+    assert wide.exit_code == 0, wide.output
+    n = len(tokenizer(long_prompt).input_ids)
+    head = next(line for line in wide.stdout.splitlines() if "┃" in line)
+    assert [c.strip() for c in head.split("┃")[2:]] == [str(j) for j in range(n)]

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -120,4 +119,3 @@ def test_html_renders_in_headless_chromium(hostile, tmp_path):
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1000,900", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 5000
-    Path("/tmp/tokentui-export-shot.png").write_bytes(shot.read_bytes())  # for a look by hand

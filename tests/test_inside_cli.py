@@ -33,7 +33,7 @@ def test_inspect_json_has_every_pane():
     assert data["token"]["text"] == " is" and data["token"]["bytes"] == "20 69 73"
     assert len(data["embedding"]["values"]) == 576 and len(data["embedding"]["nearest"]) == 8
     assert data["position"]["kind"] == "rope" and len(data["position"]["cos"]) == 64
-    assert [layer["layer"] for layer in data["logit_lens"]] == list(range(1, 31))
+    assert [layer["layer"] for layer in data["logit_lens"]] == list(range(30))
     assert len(data["logit_lens"][-1]["top"]) == 3
     assert data["logit_lens"][-1]["top"][0]["text"] == " Paris"
     assert len(data["attention_by_layer"]) == 30 and len(data["attention_by_layer"][0]["mean"]) == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,54 @@ def test_loaded_model_is_ready_for_stepping(bundled):
     assert bundled.device == "cpu" and bundled.dtype == "float32"
     assert not bundled.model.training
     assert not any(p.requires_grad for p in bundled.model.parameters())
+
+
+def test_unknown_hub_id_fails_fast_when_the_network_swallows_requests(tmp_path):
+    """A hub that accepts connections and never answers (a firewalled box): the load of a
+    made-up id not in the cache fails within seconds with one line, not after minutes of retries."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)  # never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    script = (
+        "import time, sys\n"
+        "from tokentui.engine import models\n"
+        "from tokentui.engine.errors import ModelLoadError\n"
+        "import transformers, torch\n"
+        "t = time.perf_counter()\n"
+        "try:\n"
+        "    models.load('made-up-org/no-such-model-xyz')\n"
+        "except ModelLoadError as exc:\n"
+        "    print(f'{time.perf_counter() - t:.2f}|{exc}')\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}",
+           "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_HUB_OFFLINE", None)
+    try:
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                             timeout=180, check=True).stdout.strip()
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    seconds, line = out.split("|", 1)
+    assert float(seconds) < models.HUB_PROBE_S + 4  # the probe, plus imports under load
+    assert "made-up-org/no-such-model-xyz" in line and "\n" not in line
 
 
 # ----- checkpoint rules: safetensors preferred, pickle only when asked, text-only multimodal -----

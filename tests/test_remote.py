@@ -179,7 +179,11 @@ def test_next_agrees_with_local(backend: remote.RemoteBackend, real_backend: Any
     server_p = out.logits.exp()
     local_p = torch.softmax(real_backend.next_logits(ids).logits, dim=-1)
     top5 = torch.topk(server_p, 5).indices
-    assert int(top5[0]) == int(local_p.argmax())
+    local_top2 = torch.topk(local_p, 2)
+    if float(local_top2.values[0] - local_top2.values[1]) > 0.1:  # a clear top-1: the same token
+        assert int(top5[0]) == int(local_p.argmax())
+    else:  # a near-tie: Q4_1 arithmetic in llama.cpp may swap the two leaders, nothing else
+        assert int(top5[0]) in local_top2.indices.tolist()
     assert torch.allclose(server_p[top5], local_p[top5], atol=0.03), (server_p[top5], local_p[top5])
     assert float(server_p.sum()) <= 1.0 + 1e-4
 

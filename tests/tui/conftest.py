@@ -39,7 +39,7 @@ async def ready(pilot) -> None:
     for _ in range(400):
         await pilot.pause(0.01)
         if app.ready and (app.session is not None or not app.initial_prompt.text) and \
-                not app.workers._workers:
+                all(worker.is_finished for worker in app.workers):
             break
     await settle(pilot)
 

@@ -421,7 +421,7 @@ async def test_attention_pane_is_lazy_and_follows_keys(make_app):
         assert not (pane.weights == first).all()
         await pilot.press("right_curly_bracket")
         assert pane.head == 0
-        assert "head 1/4" in pane.title
+        assert "head 0 of 0-3" in pane.title
         await pilot.press("left_curly_bracket")
         assert pane.head == -1 and "mean" in pane.title
         await pilot.press("left")
@@ -540,7 +540,8 @@ async def test_the_cursor_walks_into_the_prompt(make_app):
         assert len(app.session.branches) == branches and "given, not chosen" in status_text(app)
         await pilot.press("a")  # attribution of a prompt token over the tokens before it
         await settle(pilot)
-        assert app.attribution is not None and app.attribution.target == n_prompt - 1
+        shown = app.attribution_view.overlay
+        assert shown is not None and shown.target == n_prompt - 1
         await pilot.press("i")
         await settle(pilot)
         assert isinstance(app.screen, InsideScreen) and app.screen.index == n_prompt - 1
@@ -552,3 +553,31 @@ async def test_the_cursor_walks_into_the_prompt(make_app):
         assert stream.cursor == -n_prompt and stream.position == 0
         await pilot.press("a")
         assert "no tokens before it" in status_text(app)
+
+
+def test_failure_line_words():
+    from tokentui.tui.failures import failure_line
+
+    assert failure_line(ModelLoadError("no model at /x\nmore"), "loading") == "no model at /x"
+    assert failure_line(ValueError("bad value"), "saving") == "saving failed: bad value"
+    assert failure_line(KeyError(), "reading") == "reading failed"
+    assert failure_line(OSError("disk full"), "saving", "not saved") == "not saved: disk full"
+
+
+async def test_one_handler_says_what_failed_in_words(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+
+        def broken() -> None:
+            raise ValueError("the value was bad")
+
+        worker = app.run_worker(broken, thread=True, name="checking something", exit_on_error=False)
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if worker.is_finished and "failed" in status_text(app):
+                break
+        status = app.query_one(StatusLine)
+        assert status.has_class("-error")
+        assert "checking something failed: the value was bad" in status_text(app)
+        assert "ValueError" not in status_text(app) and app.is_running

@@ -45,7 +45,7 @@ async def test_attribute_cycle_and_clear(make_app):
 
         await pilot.press("a")
         await settle(pilot)
-        shown = app.attribution
+        shown = app.attribution_view.overlay
         assert shown is not None and shown.target == target and shown.result.method == "saliency"
         ids = app.session.context_ids()
         assert stream_ids(stream) == ids
@@ -60,29 +60,29 @@ async def test_attribute_cycle_and_clear(make_app):
 
         await pilot.press("A")  # recomputes with the next method
         await settle(pilot)
-        assert app.attribution_method == CYCLE[1] == "input_x_gradient"
-        assert app.attribution.result.method == "input_x_gradient"
-        assert app.attribution.target == target
+        assert app.attribution_view.method == CYCLE[1] == "input_x_gradient"
+        assert app.attribution_view.overlay.result.method == "input_x_gradient"
+        assert app.attribution_view.overlay.target == target
 
         await pilot.press("a")  # same token again: clear
         await settle(pilot)
-        assert app.attribution is None and stream.overlay is None
+        assert app.attribution_view.overlay is None and stream.overlay is None
         assert "attribution cleared" in status_text(app)
 
         await pilot.press("A")  # not shown: only the method changes
-        assert app.attribution_method == "integrated_gradients"
+        assert app.attribution_view.method == "integrated_gradients"
         assert "integrated_gradients" in status_text(app)
-        app.attribution_method = "attention_last"
+        app.attribution_view.method = "attention_last"
         await pilot.press("left", "a")  # another token, an attention method
         await settle(pilot)
-        assert app.attribution.target == target - 1
-        assert app.attribution.result.method == "attention_last"
+        assert app.attribution_view.overlay.target == target - 1
+        assert app.attribution_view.overlay.result.method == "attention_last"
         direct = attribute_token(app.backend, ids[:target], target - 1, "attention_last")
-        assert app.attribution.result.scores == pytest.approx(direct.scores, rel=1e-4, abs=1e-6)
+        assert app.attribution_view.overlay.result.scores == pytest.approx(direct.scores, rel=1e-4, abs=1e-6)
 
         await pilot.press("escape")
         await settle(pilot)
-        assert app.attribution is None
+        assert app.attribution_view.overlay is None
         assert "bands" in str(stream.border_subtitle)
 
 
@@ -92,14 +92,14 @@ async def test_attribution_needs_a_token_and_gradients(make_app):
         await ready(pilot)
         await pilot.press("a")  # cursor on the next slot: nothing to attribute
         await settle(pilot)
-        assert app.attribution is None
+        assert app.attribution_view.overlay is None
         assert "move the cursor onto a token" in status_text(app)
         await step(pilot, 2)
         await pilot.press("left")
         app.backend.capabilities = dataclasses.replace(app.backend.capabilities, gradients=False)
         await pilot.press("a")
         await settle(pilot)
-        assert app.attribution is None
+        assert app.attribution_view.overlay is None
         assert app.query_one(StatusLine).has_class("-error")
         assert "saliency needs gradients" in status_text(app)
         assert app.is_running
@@ -113,7 +113,7 @@ async def test_hostile_token_text_stays_literal(make_app):
         await pilot.press("left", "a")
         await settle(pilot)
         stream = app.query_one(TokenStream)
-        assert app.attribution is not None
+        assert app.attribution_view.overlay is not None
         plain = stream.rendered.plain.replace("\n", "")
         assert "[bold·red]boom[/bold·red]·<b>x</b>" in plain
 
@@ -151,7 +151,7 @@ async def test_options_dialog_and_json_dump(make_app, tmp_path, monkeypatch):
         assert "no attribution shown" in status_text(app) and not list(tmp_path.glob("*.json"))
         await pilot.press("a")
         await settle(pilot)
-        target = app.attribution.target
+        target = app.attribution_view.overlay.target
 
         await pilot.press("o")
         await pilot.pause()
@@ -180,8 +180,8 @@ async def test_options_dialog_and_json_dump(make_app, tmp_path, monkeypatch):
         await settle(pilot)
         expected = AttributionConfig(method="integrated_gradients", aggregation="sum", n_steps=4,
                                      baseline="eos")
-        assert app.attribution_config == expected
-        shown = app.attribution  # recomputed with the new options
+        assert app.attribution_view.config == expected
+        shown = app.attribution_view.overlay  # recomputed with the new options
         assert shown.config == expected and shown.target == target
         ids = app.session.context_ids()
         direct = attribute_token(app.backend, ids[:target + 1], target, expected)
@@ -201,4 +201,4 @@ async def test_options_dialog_and_json_dump(make_app, tmp_path, monkeypatch):
         await pilot.pause()
         await pilot.press("escape")  # cancel keeps everything
         await pilot.pause()
-        assert app.attribution_config == expected
+        assert app.attribution_view.config == expected

@@ -260,13 +260,128 @@ async def test_model_switch_success_opens_the_same_prompt(make_app, tiny_loaded)
         await ready(pilot)
         await steps(pilot, 2)
         old = app.session
-        app.load_model_backend = lambda request: LocalBackend(tiny_loaded)
+        app.sessions.open_backend = lambda request, progress: LocalBackend(tiny_loaded)
         await pilot.press("ctrl+o")
         await pilot.pause()
         await pilot.press("enter")
         await settle(pilot)
         assert app.session is not old and app.session.prompt == old.prompt
         assert app.session.current.steps == [] and "a new session on the same prompt" in status_text(app)
+
+
+async def test_model_screen_offers_the_cli_model_flags_and_validates(make_app):
+    """Local: device, dtype, device map, trust-remote-code (with its warning); server: URL,
+    served model, tokenizer, key variable. A bad value is one line and the screen stays."""
+    from textual.widgets import Checkbox, Select
+
+    from tokentui.engine.launch import ModelConfig
+
+    app = make_app()
+    chosen: list[ModelConfig | None] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.sessions.switch_model = chosen.append  # what the screen hands the loader
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ModelScreen)
+        warning = screen.query_one("#model-trust-warning")
+        assert not warning.display
+        screen.query_one("#model-trust", Checkbox).value = True
+        await pilot.pause()
+        assert warning.display and "own Python code" in plain(warning) and "will run" in plain(warning)
+        screen.query_one("#model-device", Input).value = "gpu7"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is screen and not chosen
+        assert "unknown device 'gpu7'" in plain(screen.query_one("#model-error", Static))
+        screen.query_one("#model-device", Input).value = "cuda:1"
+        screen.query_one("#model-device-map", Input).value = "auto"
+        screen.query_one("#model-spec", Input).value = "org/name"
+        screen.query_one("#model-spec", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert chosen == [ModelConfig(spec="org/name", device="cuda:1", device_map="auto",
+                                      trust_remote_code=True)]
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#model-kind", Select).value = "openai"
+        await pilot.pause()
+        assert not screen.query_one("#model-local").display and screen.query_one("#model-server").display
+        screen.query_one("#model-served", Input).focus()
+        await pilot.press("enter")  # no URL: the CLI's line, and the screen stays
+        await pilot.pause()
+        assert app.screen is screen and "needs --base-url" in plain(screen.query_one("#model-error", Static))
+        for field, value in (("url", "http://127.0.0.1:9"), ("served", "m"), ("tokenizer", "org/tok"),
+                             ("key-env", "MY_KEY")):
+            screen.query_one(f"#model-{field}", Input).value = value
+        await pilot.press("enter")
+        await pilot.pause()
+        assert chosen[-1] == ModelConfig(backend="openai", base_url="http://127.0.0.1:9", served_model="m",
+                                         tokenizer="org/tok", api_key_env="MY_KEY")
+
+
+async def test_model_screen_unknown_hub_id_offline_fails_fast_and_keeps_the_session(make_app,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await steps(pilot, 1)
+        session, name = app.session, app.model_name
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        app.screen.query_one("#model-spec", Input).value = "made-up-org/no-such-model-xyz"
+        started = time.perf_counter()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert time.perf_counter() - started < 10
+        line = status_text(app)
+        assert app.query_one(StatusLine).has_class("-error") and "\n" not in line
+        assert f"model not loaded ({name} kept)" in line and "no-such-model-xyz" in line
+        assert app.session is session and app.model_name == name
+
+
+async def test_escape_cancels_a_model_load_and_keeps_the_session(make_app, tiny_loaded):
+    """A load that reports progress (as models.load does) stops at its next report after escape."""
+    import threading
+
+    from tokentui.engine.backends.local import LocalBackend
+
+    reports = threading.Event()
+    finished = threading.Event()
+
+    def slow_load(request, progress):
+        for i in range(500):  # about 10 s unless cancelled
+            progress("loading the model", i / 500)
+            reports.set()
+            time.sleep(0.02)
+        finished.set()
+        return LocalBackend(tiny_loaded)
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await steps(pilot, 1)
+        session, name = app.session, app.model_name
+        app.sessions.open_backend = slow_load
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.press("enter")
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if reports.is_set():
+                break
+        assert app.sessions.loading
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not finished.is_set() and not app.sessions.loading
+        assert f"model load cancelled: {name} kept" in status_text(app)
+        assert app.session is session and app.model_name == name
+        await pilot.press("n")  # the engine thread is free again
+        await settle(pilot)
+        assert len(app.session.current.steps) == 2
 
 
 def test_recent_models_are_remembered_newest_first(tmp_path):

@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
-from tokentui.cli import analysis, inside, sessions, tokens
-from tokentui.cli.options import SharedOptions, shared_options
+from tokentui.cli import analysis, diff, inside, score, sessions, tokens
+from tokentui.cli.help import use_plain_help
+from tokentui.cli.options import SharedOptions, fail, shared_options
+from tokentui.engine.errors import TokentuiError
 
 app = typer.Typer(
     name="tokentui",
@@ -18,9 +20,10 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
-for module in (tokens, analysis, inside, sessions):
+for module in (tokens, analysis, inside, sessions, score, diff):
     module.register(app)
 
 
@@ -32,6 +35,8 @@ def main_callback(
         "--prompt", "-p", help="Pre-fill the prompt and start ready to step.")] = None,
     session_file: Annotated[str | None, typer.Option(
         "--session", help="Open a saved session file.")] = None,
+    score_file: Annotated[str | None, typer.Option(
+        "--score", help="Score a text file: its tokens given, coloured by rank, surprises listed.")] = None,
     *,
     opts: SharedOptions,
 ) -> None:
@@ -41,7 +46,17 @@ def main_callback(
     from tokentui.cli.runtime import run_config
     from tokentui.tui.app import run_app
 
-    run_app(run_config(opts, prompt or ""), session_file=session_file)
+    if score_file is not None:
+        from tokentui.engine.analysis.score import read_text_file
+
+        try:
+            read_text_file(score_file)  # a bad file fails here, before the model loads
+        except TokentuiError as exc:
+            raise fail(str(exc)) from None
+    run_app(run_config(opts, prompt or ""), session_file=session_file, score_file=score_file)
+
+
+use_plain_help(app)
 
 
 def main() -> None:

@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from tokentui.cli import render
 from tokentui.cli.options import SharedOptions, shared_options
 from tokentui.cli.runtime import load_backend, model_config, parse_ids, run_config
 from tokentui.engine import launch
 from tokentui.engine.errors import ParameterError
-from tokentui.engine.results import Token
+from tokentui.heatmap import attribution_table, heatmap
 
 PromptArg = Annotated[str, typer.Argument(help="The prompt text.", show_default=False)]
 CompletionIds = Annotated[str | None, typer.Option(
@@ -67,42 +65,6 @@ def row_progress(description: str, quiet: bool = False) -> Iterator[Any]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-# ----- heatmaps -----------------------------------------------------------------------------
-def shade(value: float) -> str:
-    """Dark blue (0) to yellow (1)."""
-    v = min(1.0, max(0.0, value))
-    r, g, b = int(20 + 235 * v), int(30 + 190 * v), int(90 - 70 * v)
-    return f"rgb({r},{g},{b})"
-
-
-def short(token: Token, width: int = 6) -> Text:
-    return Text(render.visible(token.text)[:width], style="bold magenta" if token.special else "")
-
-
-def heatmap(title: str, row_labels: Sequence[Token], col_labels: Sequence[Token],
-            values: Sequence[Sequence[float | None]], *, numbers: bool) -> Table:
-    """Rows x columns of shaded cells (None: not applicable); numbers when there is room."""
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
-                  padding=(0, 0), collapse_padding=True)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("token", no_wrap=True)
-    for j, tok in enumerate(col_labels):
-        header = short(tok, 4) if numbers else Text(str(j % 100), style="dim")
-        table.add_column(header, justify="center", no_wrap=True, min_width=4 if numbers else 2)
-    for i, (tok, row) in enumerate(zip(row_labels, values, strict=True)):
-        cells: list[Text] = []
-        for v in row:
-            if v is None:
-                cells.append(Text(" · " if numbers else "  ", style="dim"))
-            elif numbers:
-                fg = "black" if v > 0.5 else "white"
-                cells.append(Text(f"{v:.2f}"[1:] if v < 1 else "1.0", style=f"{fg} on {shade(v)}"))
-            else:
-                cells.append(Text("  ", style=f"on {shade(v)}"))
-        table.add_row(str(i), short(tok, 12), *cells)
-    return table
-
-
 # ----- attribute ------------------------------------------------------------------------------
 @shared_options("model", "prompt", "sampling", "constraint")
 def attribute(
@@ -125,13 +87,26 @@ def attribute(
         "--batch", help="A file of prompts, one a line: writes one JSON per prompt to --out.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for the --batch JSON files.")] = None,
+    open_file: Annotated[Path | None, typer.Option(
+        "--open", help="Show a saved attribution (attribute --json, or J in the app) as the "
+        "heatmap again; loads no model.", show_default=False)] = None,
     *,
     opts: SharedOptions,
 ) -> None:
     """Which earlier tokens drove each output token: the association matrix of PROMPT.
 
     Without --completion-ids it generates --max-new-tokens tokens (16 unless given) first.
+    With --open FILE it prints a saved attribution's heatmap instead (no model).
     """
+    if open_file is not None:
+        if prompt is not None or batch is not None or completion_ids:
+            raise ParameterError("--open shows a saved file: drop PROMPT, --batch and --completion-ids")
+        if as_json:
+            raise ParameterError("--open prints the heatmap of a file that is already JSON: drop --json")
+        from tokentui.engine.persist.attribution_file import read_attribution
+
+        render.console().print(attribution_table(read_attribution(open_file)))
+        return
     from tokentui.engine.analysis.attribution import AttributionConfig
 
     config = AttributionConfig(method=method, aggregation=aggregate, n_steps=steps,
@@ -157,7 +132,9 @@ def attribute(
     if as_json:
         render.print_json(data)
         return
-    render.console().print(attribution_table(session, data))
+    from tokentui.engine.persist.attribution_file import from_json
+
+    render.console().print(attribution_table(from_json(data)))
 
 
 def association_json(session: Any, prompt: str, config: Any, progress: Any = None) -> dict[str, Any]:
@@ -167,23 +144,6 @@ def association_json(session: Any, prompt: str, config: Any, progress: Any = Non
                                 config, progress=progress)
     return matrix.to_json(llm_id=llm_id(session.backend), prompt=prompt,
                           generation_params=session.params.to_json())
-
-
-def attribution_table(session: Any, data: dict[str, Any]) -> Table:
-    """Context tokens down, output tokens across: each column is one output token's row."""
-    tokens = session.prompt_tokens + [s.token for s in session.current.steps]
-    outputs = tokens[len(session.prompt_ids):]
-    lengths = data["metadata"]["attribution"]["row_lengths"]
-    norm = data["data"]["normalized_association"]
-    values = [[norm[i][j] if j < lengths[i] else None for i in range(len(outputs))]
-              for j in range(len(tokens) - 1)]
-    meta = data["metadata"]["attribution"]
-    table = heatmap(f"{meta['method']} ({meta['aggregation']})", tokens[:-1], outputs, values,
-                    numbers=len(outputs) <= 16)
-    table.caption = "rows: context tokens · columns: output tokens · shade: |score| / column max" + (
-        f"\nnote: {meta['note']}" if meta.get("note") else "")
-    table.caption_justify = "left"
-    return table
 
 
 def run_batch(path: Path, out: Path, opts: SharedOptions, config: Any, max_new: int) -> None:
@@ -233,7 +193,8 @@ def attention(
     prompt: PromptArg,
     completion_ids: CompletionIds = None,
     layer: Layer = -1,
-    head: Annotated[int | None, typer.Option("--head", help="0-based head [default: the head mean].")] = None,
+    head: Annotated[int | None, typer.Option(
+        "--head", help="0-based head; negative counts from the end [default: the head mean].")] = None,
     mean: Annotated[bool, typer.Option("--mean", help="Average the heads (the default).")] = False,
     as_json: AsJson = False,
     *,
@@ -268,11 +229,16 @@ def graph(
     completion_ids: CompletionIds = None,
     layer: Layer = None,
     all_layers: Annotated[bool, typer.Option("--all-layers", help="Draw every layer's edges.")] = False,
-    head: Annotated[int | None, typer.Option("--head", help="One head [default: the head mean].")] = None,
+    head: Annotated[int | None, typer.Option(
+        "--head", help="0-based head; negative counts from the end [default: the head mean].")] = None,
     threshold: Annotated[float, typer.Option(
         "--threshold", help="Draw edges with attention at or above this weight (0..1).")] = 0.1,
     color_by: Annotated[str | None, typer.Option(
         "--color-by", help="layer or weight [default: layer with --all-layers, else weight].")] = None,
+    keep_sink: Annotated[bool, typer.Option(
+        "--keep-sink/--drop-sink", help="Keep the attention sink (the first token's column) in the "
+        "edge weights and the colour scale; dropped by default, each row renormalised over the "
+        "other earlier tokens.")] = False,
     *,
     opts: SharedOptions,
 ) -> None:
@@ -289,6 +255,7 @@ def graph(
     where = "all layers" if all_layers else f"layer {(-1 if layer is None else layer) % att.shape[0]}"
     path = export_graph(tokens, att, output, layer=-1 if layer is None else layer, all_layers=all_layers,
                         head=head, threshold=threshold,
-                        color_by=color_by or ("layer" if all_layers else "weight"),
+                        color_by=color_by or ("layer" if all_layers else "weight"), keep_sink=keep_sink,
                         title=f"{llm_id(session.backend)} · {where} · threshold {threshold}")
-    typer.echo(f"wrote {path} ({len(tokens)} tokens, {where})", err=True)
+    sink = "sink kept" if keep_sink else "sink dropped"
+    typer.echo(f"wrote {path} ({len(tokens)} tokens, {where}, {sink})", err=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.panel import Panel
@@ -12,14 +12,16 @@ from rich.text import Text
 from tokentui.cli import render
 from tokentui.cli.options import SharedOptions, shared_options
 from tokentui.cli.runtime import open_session, parse_ids, run_config
-from tokentui.engine.analysis.inside import (
-    InsideReport,
-    LensGrid,
-    PositionInfo,
-    TemperatureSweep,
-    TokenInfo,
-)
 from tokentui.engine.results import Token
+
+if TYPE_CHECKING:  # the analysis imports torch: only when a command runs
+    from tokentui.engine.analysis.inside import (
+        InsideReport,
+        LensGrid,
+        PositionInfo,
+        TemperatureSweep,
+        TokenInfo,
+    )
 
 Prompt = Annotated[str, typer.Argument(help="The prompt text.", show_default=False)]
 CompletionIds = Annotated[str | None, typer.Option(
@@ -223,7 +225,7 @@ def grid_table(grid: LensGrid, lo: int, hi: int) -> Table:
         header = Text(f"{pos} ")
         header.append_text(_piece(grid.tokens[pos], 8))
         table.add_column(header, justify="left", no_wrap=True)
-    for n, row in enumerate(grid.top, start=1):
+    for n, row in enumerate(grid.top):
         cells: list[Text | str] = [str(n)]
         for pos in range(lo, hi):
             entry = row[pos]

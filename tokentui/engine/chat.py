@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentui.engine.errors import SessionError
 from tokentui.engine.prompts import decode, encode_text, has_chat_template
 from tokentui.engine.results import StepResult
+
+if TYPE_CHECKING:
+    from tokentui.engine.session import Branch, Session
 
 USER_TURN = "user turn"
 """The note on every step of an appended user turn."""
@@ -43,7 +46,7 @@ def prompt_messages(prompt: Any) -> list[dict[str, str]]:
     return out
 
 
-def conversation(session: Any, branch: Any = None) -> list[dict[str, str]]:
+def conversation(session: Session, branch: Branch | None = None) -> list[dict[str, str]]:
     """The messages of a branch: the prompt's, then assistant and user turns in order.
 
     An assistant message is the decoded text of its turn without the closing end-of-sequence
@@ -71,21 +74,21 @@ def conversation(session: Any, branch: Any = None) -> list[dict[str, str]]:
     return out
 
 
-def _answer(session: Any, steps: Sequence[StepResult], eos: set[int]) -> str:
+def _answer(session: Session, steps: Sequence[StepResult], eos: set[int]) -> str:
     ids = [s.token.id for s in steps]
     if ids and ids[-1] in eos:
         ids = ids[:-1]
     return decode(session.tokenizer, ids)
 
 
-def ended_turn(session: Any) -> bool:
+def ended_turn(session: Session) -> bool:
     """The current branch ends with an end-of-sequence token (the model ended its turn)."""
     steps = session.current.steps
     return bool(steps) and steps[-1].token.id in set(session.backend.eos_token_ids) and \
         not is_user_turn(steps[-1])
 
 
-def user_turn_ids(session: Any, text: str) -> list[int]:
+def user_turn_ids(session: Session, text: str) -> list[int]:
     """The token ids that follow the current branch for the next user message.
 
     Exact: the chat template over the whole conversation plus ``text`` (with the generation
@@ -115,7 +118,7 @@ def user_turn_ids(session: Any, text: str) -> list[int]:
                        "extend the branch exactly")
 
 
-def add_user_turn(session: Any, text: str) -> list[StepResult]:
+def add_user_turn(session: Session, text: str) -> list[StepResult]:
     """Append the next user message (and the generation prompt) to the current branch."""
     with session.lock:
         ids = user_turn_ids(session, text)

@@ -179,10 +179,66 @@ def _quiet_transformers() -> None:
 
 def converted_dir(gguf_path: str | Path, digest: str | None = None) -> Path:
     """Where the dequantised copy of a GGUF lives in the cache."""
-    import transformers
+    from importlib.metadata import version
 
     digest = digest or file_hash(gguf_path)
-    return cache_dir() / "converted" / f"{digest[:20]}-transformers{transformers.__version__}"
+    return cache_dir() / "converted" / f"{digest[:20]}-transformers{version('transformers')}"
+
+
+def tokenizer_dir(gguf_path: str | Path, progress: Progress = _no_progress) -> Path:
+    """A folder with the GGUF's tokenizer files: the converted model's when it exists, else a
+    tokenizer-only conversion (seconds, not the weights' minute), cached the same way."""
+    full = converted_dir(gguf_path)
+    if (full / "tokenizer_config.json").is_file():
+        return full
+    target = cache_dir() / "tokenizers" / full.name
+    if (target / "tokenizer_config.json").is_file():
+        return target
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    gguf_path = Path(gguf_path)
+    progress("converting the GGUF tokenizer (first run only)", 0.1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+            tokenizer.save_pretrained(tmp)
+        with contextlib.suppress(OSError):  # another process finished first: keep its copy
+            os.replace(tmp, target)
+    except Exception as exc:
+        raise ModelLoadError(f"could not read the tokenizer of {gguf_path.name}: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@contextlib.contextmanager
+def _tensor_progress(progress: Progress, start: float, stop: float) -> Any:
+    """While transformers dequantises a GGUF, call ``progress`` once per tensor.
+
+    Its reader loops over the tensors through ``tqdm`` (``modeling_gguf_pytorch_utils.tqdm``);
+    that name is pointed at a counter for the duration of the conversion only.
+    """
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+
+    def counting(items: Any, *args: Any, **kwargs: Any) -> Any:
+        items = list(items)
+        total = max(1, len(items))
+        for i, item in enumerate(items):
+            if i % 4 == 0 or i == total - 1:
+                progress(f"converting GGUF weights (first run only): tensor {i + 1}/{total}",
+                         start + (stop - start) * (i + 1) / total)
+            yield item
+
+    gguf_utils.tqdm = counting
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
 
 
 def ensure_converted(gguf_path: str | Path, progress: Progress = _no_progress) -> Path:
@@ -193,12 +249,13 @@ def ensure_converted(gguf_path: str | Path, progress: Progress = _no_progress) -
     target = converted_dir(gguf_path)
     if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
         return target
-    progress("converting GGUF weights (first run only)", 0.05)
+    progress("converting GGUF weights (first run only): reading the file", 0.02)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
-        # transformers' GGUF reader draws its own tqdm bar on stderr: keep it off screen.
-        with contextlib.redirect_stderr(io.StringIO()):
+        # transformers' GGUF reader draws its own tqdm bar on stderr: keep it off screen, and
+        # report its tensors to ``progress`` instead.
+        with contextlib.redirect_stderr(io.StringIO()), _tensor_progress(progress, 0.05, 0.55):
             model = AutoModelForCausalLM.from_pretrained(
                 str(gguf_path.parent), gguf_file=gguf_path.name,
                 quantization_config=GgufConfig(dequantize=True), dtype="float32",
@@ -275,7 +332,7 @@ def load(
     except Exception as exc:
         raise ModelLoadError(_explain_load_failure(source, exc, allow_pickle)) from exc
     if not device_map:
-        model.to(dev)
+        model.to(dev)  # type: ignore[arg-type]  # transformers' stub misreads .to
     model.eval()
     model.requires_grad_(False)
     if source.kind == "dir" and weights_hash is None:
@@ -287,15 +344,26 @@ def load(
 
 
 def load_tokenizer(spec: str | None = None, *, trust_remote_code: bool = False,
-                   progress: Progress = _no_progress) -> Any:
-    """Only the tokenizer (for ``tokenize``): no weights are loaded."""
+                   progress: Progress = _no_progress, light: bool = True) -> Any:
+    """Only the tokenizer (for ``tokenize``): no weights are loaded.
+
+    A folder with a ``tokenizer.json`` (a model folder, or the bundled GGUF once converted) is
+    read by :class:`~tokentui.engine.light_tokenizer.LightTokenizer`, which imports neither torch
+    nor transformers' model code; anything else (or ``light=False``, for callers that hand the
+    tokenizer to llguidance) goes through AutoTokenizer.
+    """
+    from tokentui.engine import light_tokenizer
+
     source = resolve(spec)
+    location = source.location
+    if source.kind == "gguf":
+        location = str(tokenizer_dir(location, progress))
+    readable = source.kind in ("gguf", "dir") and light_tokenizer.can_read(location)
+    if light and readable and not trust_remote_code:
+        return light_tokenizer.LightTokenizer(location)
     from transformers import AutoTokenizer
 
     _quiet_transformers()
-    location = source.location
-    if source.kind == "gguf":
-        location = str(ensure_converted(source.location, progress))
     try:
         return AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     except Exception as exc:
@@ -349,13 +417,19 @@ def _load_text_only(location: str, kwargs: dict[str, Any]) -> Any | None:
     return model
 
 
-def _hub_offline(source: ModelSource) -> bool:
-    """Use only the local Hugging Face cache when it has the model or the hub is unreachable.
+HUB_PROBE_S = 6.0
+"""How long asking the hub about a model not in the local cache may take, DNS included."""
 
-    Without this, huggingface_hub retries an unreachable host for half a minute.
+
+def _hub_offline(source: ModelSource) -> bool:
+    """Use only the local Hugging Face cache when it has the model; otherwise ask the hub once,
+    bounded by :data:`HUB_PROBE_S`, and fail in one line when it cannot answer or has no such model.
+
+    Without this, transformers asks for each file in turn and huggingface_hub retries each
+    request: with no network (or a network that swallows packets, or a DNS that never
+    answers) that takes minutes before any error.
     """
-    import socket
-    from urllib.parse import urlparse
+    import threading
 
     from huggingface_hub import try_to_load_from_cache
 
@@ -364,15 +438,35 @@ def _hub_offline(source: ModelSource) -> bool:
     cached = try_to_load_from_cache(source.location, "config.json")
     if isinstance(cached, str):
         return True
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError:
-        raise ModelLoadError(
-            f"cannot download {source.location!r}: no network and not in the local "
-            "Hugging Face cache"
-        ) from None
-    return False
+    answer: list[BaseException | None] = []
+
+    def probe() -> None:
+        from huggingface_hub import model_info
+
+        try:
+            model_info(source.location, timeout=HUB_PROBE_S / 2)
+            answer.append(None)
+        except BaseException as exc:  # reported below, on the caller's thread
+            answer.append(exc)
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_S)
+    if not answer:
+        raise ModelLoadError(f"cannot download {source.location!r}: the Hugging Face hub did not "
+                             f"answer within {HUB_PROBE_S:.0f} s and the model is not in the local cache")
+    error = answer[0]
+    if error is None:
+        return False
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(error, GatedRepoError):
+        return False  # it exists; transformers says what access it needs
+    if isinstance(error, RepositoryNotFoundError):
+        raise ModelLoadError(f"no model {source.location!r} on the Hugging Face hub (nor in the "
+                             "local cache): check the id, or give a folder or a .gguf file")
+    raise ModelLoadError(f"cannot download {source.location!r}: no network and not in the local "
+                         "Hugging Face cache")
 
 
 def _folder_hash(folder: Path) -> str | None:

@@ -428,6 +428,26 @@ class Session:
             if reason:
                 raise ConstraintError(reason)
 
+    def load_scored(self, prefix_ids: Sequence[int], result: Any) -> Branch:
+        """Make a scored text (``analysis.score.ScoreResult``) the session: the unscored context
+        (or, without one, the text's first token, which has nothing before it) becomes the
+        prompt, and the scored tokens a branch of given steps carrying the distributions of the
+        batched pass (no forward here). Branching at any of them works as at any other step."""
+        from tokentui.engine.analysis.score import scored_steps
+
+        tokens = result.tokens
+        prompt_ids = list(prefix_ids) or ([tokens[0].id] if tokens else [])
+        if not prompt_ids:
+            raise SessionError("nothing scored to load")
+        spec = PromptSpec(text=decode(self.tokenizer, prompt_ids), chat_template=False)
+        with self.lock:
+            self.set_prompt(spec, prompt_ids=prompt_ids)
+            branch = self.current
+            branch.name = "scored text"
+            branch.steps = scored_steps(result, vocab_size=self.backend.vocab_size,
+                                        params=self.params, branch_id=branch.id)
+            return branch
+
     # ----- removing and branching -----------------------------------------------------
     def delete_last(self) -> StepResult:
         """Remove the newest token of the current branch."""

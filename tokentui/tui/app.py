@@ -3,6 +3,13 @@
 Every engine call goes through one :class:`EngineWorker` (a thread that owns the model);
 Textual workers await it and post small messages, so the UI never waits on a forward
 pass. Worker failures end in one handler that shows a single status line.
+
+The App is composed, not mixed in: it holds ``autosave`` (:class:`AutosaveController`),
+``sessions`` (:class:`SessionControl`: files, chat, models, compare, explore) and
+``attribution_view`` (:class:`AttributionView`), calls them from its one ``on_mount`` /
+``on_unmount`` / ``on_model_loaded`` and from one thin ``action_*`` per key (``keys.py``
+declares every key once). Screens with their own work (Inside) own their workers. Widgets
+get attributes and method calls from here and post messages up.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ import inspect
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from textual import on, work
+from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -25,6 +35,7 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from tokentui.engine import launch
+from tokentui.engine.backends.base import Backend
 from tokentui.engine.engine_thread import EngineWorker
 from tokentui.engine.errors import TokentuiError
 from tokentui.engine.launch import RunConfig
@@ -32,25 +43,32 @@ from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec
 from tokentui.engine.results import Distribution, StepResult, Token
 from tokentui.engine.session import Session
-from tokentui.tui.attribution_view import AttributionMixin
+from tokentui.tui import keys
+from tokentui.tui.attribution_view import AttributionView
+from tokentui.tui.autosave import AutosaveController
+from tokentui.tui.failures import failure_line
 from tokentui.tui.messages import ModelLoaded, ModelLoading, RunFinished, StepComputed
+from tokentui.tui.screens.attribution_file import AttributionFileScreen
 from tokentui.tui.screens.branches import BranchesScreen
+from tokentui.tui.screens.compare import CompareScreen
 from tokentui.tui.screens.confirm import ConfirmScreen
 from tokentui.tui.screens.explain import ExplainScreen
+from tokentui.tui.screens.explore import ExploreScreen
 from tokentui.tui.screens.force import ForceScreen
 from tokentui.tui.screens.help import HelpScreen
 from tokentui.tui.screens.inside import InsideScreen
-from tokentui.tui.sessions import SessionsMixin
-from tokentui.tui.widgets.alternatives import AlternativesTable
+from tokentui.tui.screens.score import ScoreScreen, next_surprise
+from tokentui.tui.sessions import SessionControl
+from tokentui.tui.widgets.alternatives import ROWS, AlternativesTable
 from tokentui.tui.widgets.attention import AttentionPane
 from tokentui.tui.widgets.charts import Charts, DistributionChart, EntropyChart
-from tokentui.tui.widgets.constraint_panel import ConstraintPanel, step_status
+from tokentui.tui.widgets.constraint_panel import ConstraintPanel, install, reasons, step_status
 from tokentui.tui.widgets.params import ParamsPanel
 from tokentui.tui.widgets.prompt import PromptPane
 from tokentui.tui.widgets.status import StatusLine
 from tokentui.tui.widgets.token_stream import TokenStream
 
-BackendFactory = Callable[..., Any]
+BackendFactory = Callable[..., Backend]
 """Builds the backend on the engine thread; may accept ``progress=callback(stage, fraction)``."""
 
 COMPACT_WIDTH, COMPACT_HEIGHT = 110, 30
@@ -73,44 +91,20 @@ class View:
     """Completion tokens over every branch (what quitting would lose)."""
 
 
-class TokenApp(AttributionMixin, SessionsMixin, App[None]):
+class TokenApp(App[None]):
     """Watch a model generate one token at a time; branch, force, delete, inspect."""
 
     CSS_PATH = "app.tcss"
     TITLE = "tokentui"
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "step", "Step"),
-        Binding("space", "step", "Step", show=False),
-        Binding("g", "generate", "Generate"),
-        Binding("escape", "stop", "Stop"),
-        Binding("f", "force", "Force"),
-        Binding("b", "branches", "Branches"),
-        Binding("c", "colour_mode", "Colours"),
-        Binding("left_square_bracket", "layer(-1)", "Layer-", show=False),
-        Binding("right_square_bracket", "layer(1)", "Layer+", show=False),
-        Binding("left_curly_bracket", "head(-1)", "Head-", show=False),
-        Binding("right_curly_bracket", "head(1)", "Head+", show=False),
-        Binding("v", "toggle_side", "Side panes", show=False),
-        Binding("t", "next_tab", "Tab"),
-        Binding("i", "inside", "Inside"),
-        Binding("f1", "explain", "Explain"),
-        Binding("ctrl+s", "save_session", "Save", show=False),
-        Binding("ctrl+o", "model", "Model", show=False),
-        Binding("ctrl+r", "reset", "Reset", show=False),
-        Binding("ctrl+l", "model_off", "Model off", show=False),
-        Binding("m", "chat", "Chat", show=False),
-        Binding("C", "compare", "Compare", show=False),
-        Binding("x", "next_critical", "Critical"),
-        Binding("X", "explore", "Explore", show=False),
-        Binding("a", "attribute", "Attribute"),
-        Binding("A", "attribution_method", "Method", show=False),
-        Binding("o", "attribution_options", "Attribution options", show=False),
-        Binding("J", "save_attribution", "Save attribution", show=False),
-        Binding("e", "export_graph", "Graph", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit_app", "Quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = list(keys.bindings())
+    """Built from ``keys.KEYS`` (the help screen, the palette and the README's tables too)."""
+
+    data_dir: Path | None = None
+    """Where autosaves and the recent-models list go; None writes nothing (tests, read-only use).
+    ``run_app`` sets it to ``autosave_dir()``."""
+    model_off: bool = False
+    """The model does not run (ctrl+l): prompt and parameters can be edited on a slow machine."""
 
     generating: reactive[bool] = reactive(False)
     """A generation run is streaming (toggles the ``-generating`` class)."""
@@ -122,8 +116,11 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
     def __init__(self, backend_factory: BackendFactory, *, params: SamplingParams | None = None,
                  prompt: PromptSpec | str | None = None, session_file: str | None = None,
                  top_n: int = 20, clock: Callable[[], float] = time.perf_counter,
-                 constraint: launch.ConstraintSource | None = None) -> None:
+                 constraint: launch.ConstraintSource | None = None,
+                 score_file: str | None = None) -> None:
         super().__init__()
+        self.score_file = score_file
+        """``--score FILE``: scored and loaded once the model is up (``screens/score.py``)."""
         self.backend_factory = backend_factory
         self.params = params or SamplingParams()
         spec = prompt if isinstance(prompt, PromptSpec) else PromptSpec(text=prompt or "")
@@ -135,7 +132,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.clock = clock
         """Seconds for tokens/s (injectable so snapshots do not depend on timing)."""
         self.engine = EngineWorker()
-        self.backend: Any = None
+        self.backend: Backend | None = None
         self.session: Session | None = None
         self.model_name = "loading…"
         self.device = ""
@@ -144,6 +141,9 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self._run_started = 0.0
         self._run_tokens = 0
         self._asking = False
+        self.autosave = AutosaveController(self)
+        self.sessions = SessionControl(self)
+        self.attribution_view = AttributionView(self)
 
     # ----- composition -------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -173,6 +173,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         else:
             self.query_one("#prompt-text").focus()
         self.query_one(StatusLine).loading("starting", 0.0)
+        self.autosave.start()
         self.load_backend()
 
     def on_resize(self, event: Any) -> None:
@@ -183,7 +184,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.query_one("#body").set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
 
     # ----- engine helpers (run on the engine thread) ------------------------------------
-    def _build_backend(self) -> Any:
+    def _build_backend(self) -> Backend:
         def progress(stage: str, fraction: float | None) -> None:
             self.post_message(ModelLoading(stage, fraction))
 
@@ -211,7 +212,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         return full[layer].numpy().copy(), [session.tokens(i) for i in ids]
 
     # ----- workers -------------------------------------------------------------------
-    @work(exclusive=True, exit_on_error=False, group="load")
+    @work(exclusive=True, exit_on_error=False, group="load", name="loading the model")
     async def load_backend(self) -> None:
         backend = await self.engine.call(self._build_backend)
         self.backend = backend
@@ -221,21 +222,28 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.post_message(ModelLoaded(name, loaded.device if loaded is not None else "remote"))
         spec = self.query_one(PromptPane).spec
         if spec.text.strip() or (spec.system or "").strip():
-            await self._open_session(spec)
+            await self.open_session(spec)
         else:
             self.query_one(StatusLine).info("model ready: type a prompt, then escape to apply it")
         if self.session_file:
-            self.load_session_file(self.session_file)
+            self.sessions.open_file(self.session_file)
+        if self.score_file:
+            self.push_screen(ScoreScreen(self.score_file, autostart=True), self._move_cursor)
 
-    async def _open_session(self, spec: PromptSpec) -> None:
+    async def open_session(self, spec: PromptSpec) -> None:
+        """A new session on ``spec`` with the current parameters (engine thread), then drawn."""
         params = self.query_one(ParamsPanel).params
+        backend = self.backend
+        assert backend is not None
         self.session = await self.engine.call(
-            lambda: Session(self.backend, spec, params=params, top_n=self.top_n))
+            lambda: Session(backend, spec, params=params, top_n=self.top_n))
         self.query_one(PromptPane).commit(spec)
         await self.refresh_view()
         self.query_one(StatusLine).info(
             f"ready: {len(self.session.prompt_ids)} prompt tokens · n: step · g: generate · ?: help")
-        self.query_one(ConstraintPanel).attach()
+        panel = self.query_one(ConstraintPanel)
+        if panel.wanted:  # from a CLI flag, or the switch turned on before the session opened
+            self.apply_constraint(*panel.source, True)
 
     async def refresh_view(self, cursor: int | None = None) -> None:
         """Re-read the current branch and redraw every pane from it."""
@@ -247,7 +255,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.update_header()
         self.request_attention()
 
-    @work(exclusive=True, exit_on_error=False, group="generate")
+    @work(exclusive=True, exit_on_error=False, group="generate", name="generating")
     async def run_generation(self) -> None:
         session = self.session
         assert session is not None
@@ -265,7 +273,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             reason = last.finish_reason if last else None
             self.post_message(RunFinished(reason, count, seconds))
 
-    @work(exit_on_error=False, group="engine")
+    @work(exit_on_error=False, group="engine", name="changing the session")
     async def run_engine(self, fn: Callable[[], Any], message: str = "",
                          cursor: Callable[[Any], int | None] | None = None) -> None:
         """Run one session change on the engine thread, then redraw."""
@@ -274,7 +282,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         if message:
             self.query_one(StatusLine).info(message)
 
-    @work(exclusive=True, exit_on_error=False, group="peek")
+    @work(exclusive=True, exit_on_error=False, group="peek", name="computing the next token")
     async def show_next_distribution(self) -> None:
         session = self.session
         if session is None or self.model_off:
@@ -284,7 +292,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         if stream.at_next and not self.generating:
             self._show_distribution(dist, None, f"Next token (position {len(stream.steps)})")
 
-    @work(exclusive=True, exit_on_error=False, group="peek")
+    @work(exclusive=True, exit_on_error=False, group="peek", name="computing the prompt token")
     async def show_prompt_token(self, position: int) -> None:
         """A prompt token under the cursor: given, not chosen; the model's distribution there
         says how expected it was (one forward of the prefix, on the engine thread)."""
@@ -302,7 +310,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             self._show_distribution(view.distribution, view.token.id,
                                     f"{title}: {said} · given, not chosen")
 
-    @work(exclusive=True, exit_on_error=False, group="attention")
+    @work(exclusive=True, exit_on_error=False, group="attention", name="computing attention")
     async def fetch_attention(self) -> None:
         pane = self.query_one(AttentionPane)
         if self.session is None:
@@ -318,11 +326,14 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.model_name, self.device = message.name, message.device
         self.ready = True
+        backend = self.backend
+        assert backend is not None
         # A remote backend aborts its request in flight when the user stops a run.
-        self.engine.cancel_hooks[:] = [self.backend.cancel]
+        self.engine.cancel_hooks[:] = [backend.cancel]
         self.update_header()
+        self.sessions.model_loaded()
         pane = self.query_one(AttentionPane)
-        caps = self.backend.capabilities
+        caps = backend.capabilities
         if not caps.attention or not caps.layers or not caps.heads:
             pane.unavailable(f"attention is not available: {caps.why_not('attention') or 'unknown shape'}")
         else:
@@ -371,7 +382,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         if self.model_off:  # the panes grey out and say so (sessions.py)
             dist, chosen, title = None, None, "model off: ctrl+l turns it on"
         self.query_one(AlternativesTable).show(dist, chosen, title)
-        self.query_one(ConstraintPanel).explain(dist, self.query_one(TokenStream).cursor)
+        self.explain_invalid(dist, self.query_one(TokenStream).cursor)
         self.query_one(DistributionChart).show(dist, title)
 
     def on_token_stream_alternative_move(self, message: TokenStream.AlternativeMove) -> None:
@@ -391,7 +402,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.take_alternative(message.token_id)
 
     def on_token_stream_delete_last(self) -> None:
-        if self._busy():
+        if self.busy():
             return
         session = self.session
         assert session is not None
@@ -399,17 +410,74 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
 
     def on_params_panel_changed(self, message: ParamsPanel.Changed) -> None:
         self.params = message.params
-        if self.session is not None:
-            self.run_engine(lambda: self.session.set_params(message.params),  # type: ignore[union-attr]
+        session = self.session
+        if session is not None:
+            self.run_engine(lambda: session.set_params(message.params),
                             "parameters applied", cursor=lambda _: self.query_one(TokenStream).cursor)
 
-    async def on_constraint_panel_applied(self, message: ConstraintPanel.Applied) -> None:
-        """The constraint changed (or was refused): redraw so the next token is masked anew."""
-        await self.refresh_view(cursor=self.query_one(TokenStream).cursor)
-        if message.error:
-            self.show_error(message.status)
+    # ----- constraint (the panel asks; the engine thread builds; the panel is told) ---------------
+    def on_constraint_panel_requested(self, message: ConstraintPanel.Requested) -> None:
+        self.apply_constraint(message.kind, message.text, message.enabled)
+
+    def apply_constraint(self, kind: str, text: str, enabled: bool) -> None:
+        panel = self.query_one(ConstraintPanel)
+        if self.generating:
+            panel.refused("generating: stop first (escape), then change the constraint")
+            return
+        if self.session is None:
+            panel.pending()
+            return
+        self.run_worker(self._apply_constraint(kind, text, enabled), group="constraint",
+                        name="applying the constraint", exit_on_error=False)
+
+    async def _apply_constraint(self, kind: str, text: str, enabled: bool) -> None:
+        session = self.session
+        assert session is not None
+        panel = self.query_one(ConstraintPanel)
+        if not enabled:
+            await self.engine.call(session.set_constraint, None)
+            panel.turned_off()
+            line, error = "constraint off: every token is allowed again", False
         else:
-            self.query_one(StatusLine).info(message.status)
+            panel.building()
+            try:
+                description, broken = await self.engine.call(install, session, kind, text)
+            except Exception as exc:  # an invalid source, or a tokenizer llguidance cannot read
+                why = failure_line(exc, "building the constraint")
+                panel.failed(why)
+                line, error = f"constraint not applied: {why}", True
+            else:
+                panel.turned_on(kind, text, description)
+                line, error = broken or f"constraint on: {description}", bool(broken)
+        await self.refresh_view(cursor=self.query_one(TokenStream).cursor)  # mask the next token anew
+        if error:
+            self.show_error(line)
+        else:
+            self.query_one(StatusLine).info(line)
+
+    def explain_invalid(self, dist: Distribution | None, index: int) -> None:
+        """Fill the alternatives table's ``why`` column for ``dist`` (shown at ``index``)."""
+        table = self.query_one(AlternativesTable)
+        session = self.session
+        shown = dist.candidates[:ROWS] if dist else ()
+        invalid = [c.id for c in shown if not c.valid]
+        if session is None or (session.constraint is None and not invalid):
+            table.show_reasons(None)
+            return
+        table.show_reasons({})
+        if invalid and not self.generating:
+            self.run_worker(self._explain_invalid(session, shown, index, invalid), group="constraint-why",
+                            exclusive=True, name="explaining the invalid candidates", exit_on_error=False)
+
+    async def _explain_invalid(self, session: Session, shown: tuple[Any, ...], index: int,
+                               invalid: list[int]) -> None:
+        try:
+            why = await self.engine.call(reasons, session, index, invalid)
+        except TokentuiError:
+            return  # the branch breaks the constraint: the peek already said so
+        table = self.query_one(AlternativesTable)
+        if table.candidates == shown:
+            table.show_reasons(why)
 
     def on_prompt_pane_edited(self, message: PromptPane.Edited) -> None:
         self.apply_prompt(message.spec)
@@ -421,15 +489,20 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
     def _tab_changed(self) -> None:
         self.request_attention()
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place engine failures arrive: one status line, never a crash."""
+    def failure_prefix(self, group: str) -> str:
+        """What a failure in ``group`` leaves as it was (said before the reason)."""
+        return {"load": "the model did not load",
+                "model": f"model not loaded ({self.model_name} kept)",
+                "session-file": "session not opened",
+                "save": "not saved"}.get(group, "")
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures arrive: one status line in words, never a crash."""
         if event.state != WorkerState.ERROR:
             return
-        error = event.worker.error
-        text = str(error) if isinstance(error, TokentuiError) else f"{type(error).__name__}: {error}"
-        if event.worker.group == "load":
-            text = f"the model did not load: {text}"
-        self.show_error(text)
+        worker = event.worker
+        self.show_error(failure_line(worker.error, worker.name, self.failure_prefix(worker.group)))
 
     def show_error(self, text: str) -> None:
         self.query_one(StatusLine).error(text)
@@ -447,7 +520,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         try:
             await self.engine.call(ops[message.kind])
         except TokentuiError as exc:
-            self.show_error(str(exc))
+            self.show_error(failure_line(exc))
             return
         screen = self.screen
         if message.kind == "switch" and isinstance(screen, BranchesScreen):
@@ -458,7 +531,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.query_one(StatusLine).info(f"{message.kind}: branch {message.branch_id}")
 
     # ----- actions ----------------------------------------------------------------------
-    def _busy(self) -> bool:
+    def busy(self) -> bool:
         """Say why a session action cannot run now (no model, no prompt, generating)."""
         if not self.ready:
             self.query_one(StatusLine).info("the model is still loading…")
@@ -477,13 +550,13 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         return False
 
     def action_step(self) -> None:
-        if self._busy():
+        if self.busy():
             return
         session = self.session
         assert session is not None
         self.step_once()
 
-    @work(exit_on_error=False, group="engine")
+    @work(exit_on_error=False, group="engine", name="stepping")
     async def step_once(self) -> None:
         session = self.session
         assert session is not None
@@ -494,19 +567,21 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.post_message(StepComputed(step))
 
     def action_generate(self) -> None:
-        if not self._busy():
+        if not self.busy():
             self.run_generation()
 
     def action_stop(self) -> None:
         if self.generating:
             self.engine.cancel()
             self.query_one(StatusLine).info("stopping…")
-        elif self.clear_attribution():
+        elif self.sessions.cancel_load():
+            self.query_one(StatusLine).info("cancelling the model load…")
+        elif self.attribution_view.clear():
             self.query_one(StatusLine).info("attribution cleared")
 
     def take_alternative(self, token_id: int) -> None:
         """Branch at the cursor with ``token_id`` (at the next token: force it)."""
-        if self._busy():
+        if self.busy():
             return
         session = self.session
         assert session is not None
@@ -525,7 +600,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
                         f"new branch at position {index}", cursor=lambda _: index)
 
     def action_force(self) -> None:
-        if self._busy():
+        if self.busy():
             return
         session = self.session
         assert session is not None
@@ -537,13 +612,21 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
 
         self.push_screen(ForceScreen(), done)
 
-    @work(exit_on_error=False, group="engine")
+    @work(exit_on_error=False, group="engine", name="listing the branches")
     async def action_branches(self) -> None:
         if self.session is None:
             self.query_one(StatusLine).info("no branches yet: type a prompt first")
             return
         infos = await self.engine.call(self.session.branch_info)
         await self.push_screen(BranchesScreen(infos))
+
+    def action_lockstep(self) -> None:
+        """Add a second model: the current branch through A and B in lockstep (its own screen)."""
+        if self.busy() or self.session is None:
+            return
+        from tokentui.tui.screens.lockstep import LockstepScreen
+
+        self.push_screen(LockstepScreen(self.session, label_a=self.model_name))
 
     def action_colour_mode(self) -> None:
         mode = self.query_one(TokenStream).cycle_colour_mode()
@@ -578,7 +661,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
 
     def action_inside(self) -> None:
         """Open the Inside screen at the token under the cursor (the last token at the next slot)."""
-        if self._busy():
+        if self.busy():
             return
         stream = self.query_one(TokenStream)
         n_prompt = len(stream.prompt_tokens)
@@ -588,12 +671,45 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
             if index is not None:
                 stream.cursor = index - n_prompt
 
+        assert self.session is not None
         self.push_screen(InsideScreen(min(stream.position, len(tokens) - 1), tokens,
-                                      n_prompt=n_prompt, greedy=self.params.is_greedy), back)
+                                      n_prompt=n_prompt, greedy=self.params.is_greedy,
+                                      session=self.session, engine=self.engine), back)
+
+    def action_open_attribution_file(self) -> None:
+        """Palette: a saved attribution JSON (from ``J`` or ``attribute --json``) as the heatmap."""
+        self.push_screen(AttributionFileScreen())
+
+    def action_score(self) -> None:
+        """Score a text file (score mode), or list the surprises of the one loaded."""
+        if not self.ready or self.generating:
+            self.busy()  # says why in the status line
+            return
+        steps = self.view.steps if self.view is not None else []
+        self.push_screen(ScoreScreen(self.score_file or "", steps=steps), self._move_cursor)
+
+    def action_next_surprise(self) -> None:
+        stream = self.query_one(TokenStream)
+        found = next_surprise(stream.steps, stream.cursor)
+        if found is None:
+            self.query_one(StatusLine).info("no scored text: s scores a file")
+            return
+        stream.cursor, k, n = found
+        self.query_one(StatusLine).info(f"surprise {k} of {n}: p={stream.steps[stream.cursor].p_base:.3g}")
+
+    def _move_cursor(self, index: int | None) -> None:
+        if index is not None:
+            stream = self.query_one(TokenStream)
+            stream.cursor = index
+            stream.focus()
 
     def action_explain(self) -> None:
-        """F1: explain the focused pane."""
-        self.push_screen(ExplainScreen.for_widget(self.focused))
+        """F1: explain the focused pane (or the screen, when nothing in it has the focus);
+        on an explanation, close it."""
+        if isinstance(self.screen, ExplainScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(ExplainScreen.for_widget(self.focused or self.screen))
 
     def action_quit_app(self) -> None:
         lost = self.view.n_tokens_all if self.view else 0
@@ -606,7 +722,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
                 self.exit()
 
         fate = ("will be autosaved (reopen with tokentui --session, list with tokentui sessions)"
-                if getattr(self, "data_dir", None) else "are not saved")
+                if self.data_dir else "are not saved")
         self.push_screen(ConfirmScreen(
             f"Quit? {self.view.branch_count if self.view else 0} branch(es) with {lost} generated "
             f"tokens {fate}.", yes="Quit", no="Stay"), done)
@@ -642,13 +758,9 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         self.session.set_prompt(spec)
         self.call_from_thread(self.query_one(PromptPane).commit, spec)
 
-    @work(exclusive=True, exit_on_error=False, group="load")
+    @work(exclusive=True, exit_on_error=False, group="load", name="opening the session")
     async def open_session_worker(self, spec: PromptSpec) -> None:
-        await self._open_session(spec)
-
-    def load_session_file(self, path: str) -> None:
-        """Hook for ``--session``: restore the file's branches (``sessions.py``)."""
-        self.open_session_file(path)
+        await self.open_session(spec)
 
     # ----- header, attention -----------------------------------------------------------
     def update_header(self) -> None:
@@ -659,7 +771,7 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         parts.append(self.model_name)
         if self.device:
             parts.append(self.device)
-        if (constraint := getattr(self.session, "constraint", None)) is not None:
+        if self.session is not None and (constraint := self.session.constraint) is not None:
             parts.append(constraint.description)
         self.sub_title = " · ".join(parts)
 
@@ -693,50 +805,83 @@ class TokenApp(AttributionMixin, SessionsMixin, App[None]):
         last = len(stream.prompt_tokens) + len(stream.steps) - 1
         self.query_one(AttentionPane).focus_row = max(0, min(stream.position, last))
 
+    # ----- the features the App holds: one thin action per key (keys.py) --------------------
+    def action_save_session(self) -> None:
+        self.sessions.save()
+
+    def action_model(self) -> None:
+        self.sessions.choose_model()
+
+    def action_reset(self) -> None:
+        self.sessions.reset()
+
+    def action_model_off(self) -> None:
+        self.sessions.toggle_model_off()
+
+    def action_chat(self) -> None:
+        self.sessions.chat()
+
+    def action_compare(self) -> None:
+        self.sessions.compare()
+
+    def action_next_critical(self) -> None:
+        self.sessions.next_critical()
+
+    def action_explore(self) -> None:
+        self.sessions.explore()
+
+    def action_attribute(self) -> None:
+        self.attribution_view.attribute()
+
+    def action_attribution_method(self) -> None:
+        self.attribution_view.next_method()
+
+    def action_attribution_options(self) -> None:
+        self.attribution_view.options()
+
+    def action_save_attribution(self) -> None:
+        self.attribution_view.save()
+
+    def action_export_graph(self) -> None:
+        self.attribution_view.export_graph()
+
+    def action_choose(self) -> None:
+        """enter in the token stream (the palette's way to it)."""
+        self.on_token_stream_choose()
+
+    def action_delete_last(self) -> None:
+        """backspace in the token stream (the palette's way to it)."""
+        self.on_token_stream_delete_last()
+
+    def on_compare_screen_pick(self, message: CompareScreen.Pick) -> None:
+        self.sessions.compare_pick(message)
+
+    def on_explore_screen_start(self, message: ExploreScreen.Start) -> None:
+        self.sessions.explore_start(message)
+
+    def on_explore_screen_cancel(self) -> None:
+        self.sessions.explore_cancel()
+
+    def on_explore_screen_switch(self, message: ExploreScreen.Switch) -> None:
+        self.sessions.explore_switch(message)
+
     # ----- command palette ---------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for title, help_text, action in (
-            ("Step", "add one token (n)", self.action_step),
-            ("Generate", "generate to the end (g)", self.action_generate),
-            ("Stop", "stop generating (escape)", self.action_stop),
-            ("Branch with the selected alternative", "enter", self.on_token_stream_choose),
-            ("Delete last token", "backspace", self.on_token_stream_delete_last),
-            ("Force text", "append a text (f)", self.action_force),
-            ("Branches", "switch, rename, delete (b)", self.action_branches),
-            ("Cycle colours", "bands, probability, entropy, rank (c)", self.action_colour_mode),
-            ("Next layer", "attention (])", lambda: self.action_layer(1)),
-            ("Previous layer", "attention ([)", lambda: self.action_layer(-1)),
-            ("Next head", "attention (})", lambda: self.action_head(1)),
-            ("Previous head", "attention ({)", lambda: self.action_head(-1)),
-            ("Side panes", "show parameters/attention/chart on small terminals (v)",
-             self.action_toggle_side),
-            ("Next side tab", "Params, Attention, Chart, Constraint (t)", self.action_next_tab),
-            ("Inside the model", "pieces, embedding, position, logit lens of the token (i)",
-             self.action_inside),
-            ("Explain this pane", "what the focused pane shows, in plain words (F1)",
-             self.action_explain),
-            ("Attribute", "which input tokens drove the token under the cursor (a)",
-             self.action_attribute),
-            ("Attribution method", "saliency, input x gradient, integrated gradients, ... (A)",
-             self.action_attribution_method),
-            ("Attribution options", "method, per-token reduction, steps, baseline (o)",
-             self.action_attribution_options),
-            ("Save attribution", "the shown attribution as JSON in the current directory (J)",
-             self.action_save_attribution),
-            ("Export attention graph", "a 3D HTML file of the attention (e)", self.action_export_graph),
-            ("Help", "keys and panes (?)", self.action_help),
-        ):
-            yield SystemCommand(title, help_text, action)
+        for title, help_text, action in keys.palette():
+            _, name, params = parse_action(action)
+            yield SystemCommand(title, help_text, partial(getattr(self, f"action_{name}"), *params))
 
     async def action_quit(self) -> None:
         self.action_quit_app()
 
     def on_unmount(self) -> None:
         self.engine.shutdown()
+        self.autosave.flush()  # the last changes (the engine is told to stop first)
 
 
-def build_app(config: RunConfig, session_file: str | None = None) -> TokenApp:
+def build_app(config: RunConfig, session_file: str | None = None,
+              score_file: str | None = None) -> TokenApp:
     """The app a RunConfig describes (the CLI builds one from its flags; tests build it here
     too, without a terminal). With ``--session FILE`` and no model named, the file's model."""
     from tokentui.engine.persist.session_file import SessionFileError, load_session_file
@@ -746,17 +891,17 @@ def build_app(config: RunConfig, session_file: str | None = None) -> TokenApp:
         with contextlib.suppress(SessionFileError):  # the app says so in one line once it is up
             model = launch.model_for_file(load_session_file(session_file), model, required=False)
 
-    def factory(progress: Callable[[str, float | None], None] | None = None) -> Any:
+    def factory(progress: Callable[[str, float | None], None] | None = None) -> Backend:
         return launch.open_backend(model, progress=progress)
 
     return TokenApp(factory, params=config.params, prompt=config.prompt or PromptSpec(""),
-                    session_file=session_file, constraint=config.constraint)
+                    session_file=session_file, constraint=config.constraint, score_file=score_file)
 
 
-def run_app(config: RunConfig, session_file: str | None = None) -> None:
+def run_app(config: RunConfig, session_file: str | None = None, score_file: str | None = None) -> None:
     """Build the app from a RunConfig and run it (the model loads inside the app)."""
     from tokentui.engine.persist.session_file import autosave_dir
 
-    app = build_app(config, session_file)
+    app = build_app(config, session_file, score_file)
     app.data_dir = autosave_dir()  # autosaves and recent models (tests leave it None)
     app.run()

@@ -1,6 +1,8 @@
 """Attribution in the token stream (``a``, ``A``) and the 3D graph export (``e``).
 
-``a`` scores every token before the completion token under the cursor with
+:class:`AttributionView` is an object the App holds (``app.attribution_view``); the App's
+``action_*`` for these keys call it. ``a`` scores every token before the completion token
+under the cursor with
 :func:`~tokentui.engine.analysis.attribution.attribute_token` on the engine thread; the stream then
 colours each earlier token by its normalised ``|score|`` (a heat scale, or the mono glyph
 styles under NO_COLOR) and marks the target. ``a`` on the same token or ``escape`` clears
@@ -14,11 +16,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.style import Style
 from rich.text import Text
-from textual import work
 
 from tokentui.engine.analysis.attribution import METHODS, AttributionConfig, TokenAttribution, attribute_token
 from tokentui.engine.persist.files import atomic_write_text, json_text
@@ -26,6 +27,9 @@ from tokentui.tui.screens.attribution_options import AttributionOptionsScreen
 from tokentui.tui.styling import MONO_BAND_STYLES
 from tokentui.tui.widgets.status import StatusLine
 from tokentui.tui.widgets.token_stream import TokenStream
+
+if TYPE_CHECKING:
+    from tokentui.tui.app import TokenApp
 
 CYCLE = ("saliency", "input_x_gradient", "integrated_gradients", "gradient_shap",
          "attention_last", "attention_mean", "attention_rollout")
@@ -107,34 +111,32 @@ class AttributionOverlay:
         return out
 
 
-class AttributionMixin:
-    """Actions ``attribute`` (a), ``attribution_method`` (A), ``export_graph`` (e) for TokenApp."""
+class AttributionView:
+    """Attribution (``a``, ``A``, ``o``, ``J``) and the graph export (``e``) for TokenApp."""
 
-    attribution_config: AttributionConfig = AttributionConfig(method=CYCLE[0])
-    """How ``a`` attributes: ``A`` cycles the method, ``o`` edits every option."""
-    attribution: AttributionOverlay | None = None
-    """The attribution shown in the stream, or None."""
-
-    # The app provides these (TokenApp); declared for readers and type checkers.
-    session: Any
-    backend: Any
-    engine: Any
-    no_color: bool
+    def __init__(self, app: TokenApp) -> None:
+        self.app = app
+        self.config = AttributionConfig(method=CYCLE[0])
+        """How ``a`` attributes: ``A`` cycles the method, ``o`` edits every option."""
+        self.overlay: AttributionOverlay | None = None
+        """The attribution shown in the stream, or None."""
 
     @property
-    def attribution_method(self) -> str:
-        return self.attribution_config.method
+    def method(self) -> str:
+        return self.config.method
 
-    @attribution_method.setter
-    def attribution_method(self, method: str) -> None:
-        self.attribution_config = replace(self.attribution_config, method=method)
+    @method.setter
+    def method(self, method: str) -> None:
+        self.config = replace(self.config, method=method)
 
     def _status(self, text: str) -> None:
-        self.query_one(StatusLine).info(text)  # type: ignore[attr-defined]
+        self.app.query_one(StatusLine).info(text)
 
     def _unsupported(self, method: str) -> str | None:
         """Why the backend cannot run ``method`` (None when it can)."""
-        caps = self.backend.capabilities
+        backend = self.app.backend
+        assert backend is not None
+        caps = backend.capabilities
         kind = METHODS[method].kind
         if kind == "gradient" and not caps.gradients:
             return (f"{method} needs gradients, which {caps.name} does not give "
@@ -143,24 +145,24 @@ class AttributionMixin:
             return f"{method} needs attention weights, which {caps.name} does not give"
         return None
 
-    def clear_attribution(self) -> bool:
+    def clear(self) -> bool:
         """Back to the colour mode; False when nothing was shown."""
-        if self.attribution is None:
+        if self.overlay is None:
             return False
-        self.attribution = None
-        stream = self.query_one(TokenStream)  # type: ignore[attr-defined]
+        self.overlay = None
+        stream = self.app.query_one(TokenStream)
         stream.overlay = None
         stream.watch_colour_mode()  # legend and layout of the colour mode again
         return True
 
-    def action_attribute(self) -> None:
+    def attribute(self) -> None:
         """Attribute the token under the cursor; on the same token again: clear."""
-        if self._busy():  # type: ignore[attr-defined]
+        if self.app.busy():
             return
-        stream = self.query_one(TokenStream)  # type: ignore[attr-defined]
+        stream = self.app.query_one(TokenStream)
         ids = [t.id for t in stream.prompt_tokens] + [s.token.id for s in stream.steps]
         if stream.at_next:
-            if self.clear_attribution():
+            if self.clear():
                 self._status("attribution cleared")
             else:
                 self._status("move the cursor onto a token (left/right), then press a")
@@ -169,42 +171,42 @@ class AttributionMixin:
         if target < 1:
             self._status("the first token has no tokens before it to attribute to")
             return
-        shown = self.attribution
+        shown = self.overlay
         if shown is not None and shown.target == target and shown.valid_for(ids):
-            self.clear_attribution()
+            self.clear()
             self._status("attribution cleared")
             return
-        self.compute_attribution(target)
+        self.compute(target)
 
-    def action_attribution_method(self) -> None:
+    def next_method(self) -> None:
         """Next method; recompute when an attribution is shown."""
-        i = CYCLE.index(self.attribution_method) if self.attribution_method in CYCLE else -1
-        self.attribution_method = CYCLE[(i + 1) % len(CYCLE)]
-        shown = self.attribution
-        if shown is not None and self.session is not None and not self._busy():  # type: ignore[attr-defined]
-            self.compute_attribution(shown.target)
+        i = CYCLE.index(self.method) if self.method in CYCLE else -1
+        self.method = CYCLE[(i + 1) % len(CYCLE)]
+        shown = self.overlay
+        if shown is not None and self.app.session is not None and not self.app.busy():
+            self.compute(shown.target)
         else:
-            self._status(f"attribution method: {self.attribution_method} "
-                         f"({METHODS[self.attribution_method].summary}) · a: attribute the cursor's token")
+            self._status(f"attribution method: {self.method} "
+                         f"({METHODS[self.method].summary}) · a: attribute the cursor's token")
 
-    def action_attribution_options(self) -> None:
+    def options(self) -> None:
         """Method, per-token reduction, steps and baseline in one dialog."""
 
         def chosen(config: AttributionConfig | None) -> None:
             if config is None:
                 return
-            self.attribution_config = config
-            shown = self.attribution
-            if shown is not None and self.session is not None and not self._busy():  # type: ignore[attr-defined]
-                self.compute_attribution(shown.target)
+            self.config = config
+            shown = self.overlay
+            if shown is not None and self.app.session is not None and not self.app.busy():
+                self.compute(shown.target)
             else:
                 self._status(f"attribution: {describe(config)} · a: attribute the cursor's token")
 
-        self.push_screen(AttributionOptionsScreen(self.attribution_config), chosen)  # type: ignore[attr-defined]
+        self.app.push_screen(AttributionOptionsScreen(self.config), chosen)
 
-    def action_save_attribution(self) -> None:
+    def save(self) -> None:
         """Write the shown attribution (scores, tokens, options) as JSON in the current directory."""
-        shown = self.attribution
+        shown = self.overlay
         if shown is None:
             self._status("no attribution shown: move onto a generated token and press a first")
             return
@@ -214,27 +216,29 @@ class AttributionMixin:
                               ".json")
             atomic_write_text(path, json_text(data, indent=2) + "\n")
         except OSError as exc:
-            self.query_one(StatusLine).error(f"attribution not saved: {exc}")  # type: ignore[attr-defined]
+            self.app.show_error(f"attribution not saved: {exc}")
             return
         self._status(f"saved {path.name} in the current directory (attribution of position {shown.target})")
 
-    @work(exclusive=True, exit_on_error=False, group="attribution")
-    async def compute_attribution(self, target: int) -> None:
+    def compute(self, target: int) -> None:
         """Score every token before ``target`` (sequence position) on the engine thread."""
-        config = self.attribution_config
-        method = config.method
-        if (why := self._unsupported(method)) is not None:
-            self.query_one(StatusLine).error(why)  # type: ignore[attr-defined]
+        config = self.config
+        if (why := self._unsupported(config.method)) is not None:
+            self.app.show_error(why)
             return
-        stream = self.query_one(TokenStream)  # type: ignore[attr-defined]
+        self.app.run_worker(self._compute(target, config), group="attribution", exclusive=True,
+                            name=f"attributing with {config.method}", exit_on_error=False)
+
+    async def _compute(self, target: int, config: AttributionConfig) -> None:
+        app = self.app
+        stream = app.query_one(TokenStream)
         ids = [t.id for t in stream.prompt_tokens] + [s.token.id for s in stream.steps]
-        self._status(f"attributing position {target} with {method}…")
-        backend = self.backend
-        result = await self.engine.call(lambda: attribute_token(backend, ids[:target + 1], target, config))
-        self.attribution = AttributionOverlay(result, tuple(ids[:target + 1]), mono=stream.mono,
-                                              config=config)
-        stream.overlay = self.attribution
-        stream.border_subtitle = self.attribution.legend()
+        self._status(f"attributing position {target} with {config.method}…")
+        backend = app.backend
+        result = await app.engine.call(lambda: attribute_token(backend, ids[:target + 1], target, config))
+        self.overlay = AttributionOverlay(result, tuple(ids[:target + 1]), mono=stream.mono, config=config)
+        stream.overlay = self.overlay
+        stream.border_subtitle = self.overlay.legend()
         stream.relayout()
         top = max(range(len(result.scores)), key=lambda i: result.normalized[i], default=None)
         line = f"attribution of position {target} ({describe(config)}, {result.elapsed_ms:.0f} ms)"
@@ -244,19 +248,22 @@ class AttributionMixin:
             line += f" · {result.note}"
         self._status(line + " · a / escape: clear · A: method · o: options · J: save JSON")
 
-    def action_export_graph(self) -> None:
+    def export_graph(self) -> None:
         """Write the 3D attention graph of the sequence to an HTML file here."""
-        if self._busy():  # type: ignore[attr-defined]
+        app = self.app
+        if app.busy():
             return
-        if not self.backend.capabilities.attention:
-            self.query_one(StatusLine).error(  # type: ignore[attr-defined]
-                f"the graph needs attention weights, which {self.backend.capabilities.name} does not give")
+        assert app.backend is not None
+        caps = app.backend.capabilities
+        if not caps.attention:
+            app.show_error(f"the graph needs attention weights, which {caps.name} does not give")
             return
-        self.export_graph_file()
+        app.run_worker(self._export_graph(), group="export", exclusive=True,
+                       name="exporting the attention graph", exit_on_error=False)
 
-    @work(exclusive=True, exit_on_error=False, group="export")
-    async def export_graph_file(self) -> None:
-        session = self.session
+    async def _export_graph(self) -> None:
+        session = self.app.session
+        assert session is not None
         path = _free_path(Path.cwd(), f"tokentui-graph-{time.strftime('%Y%m%d-%H%M%S')}", ".html")
         self._status("exporting the attention graph…")
 
@@ -269,5 +276,5 @@ class AttributionMixin:
             return export_graph(session.tokens.tokens(ids), att, path, layer=-1, color_by="weight",
                                 title=f"tokentui · {len(ids)} tokens · last layer")
 
-        written = await self.engine.call(job)
+        written = await self.app.engine.call(job)
         self._status(f"wrote {written}")

@@ -247,10 +247,10 @@ def baseline_id(tokenizer: Any, baseline: str | int) -> int:
     """The token id every input token is replaced by in the baseline."""
     if isinstance(baseline, int) or (isinstance(baseline, str) and baseline.isascii()
                                       and baseline.isdigit()):
-        token_id, vocab = int(baseline), len(tokenizer)
-        if not 0 <= token_id < vocab:
-            raise ParameterError(f"baseline token id {token_id} is outside the vocabulary (0..{vocab - 1})")
-        return token_id
+        given, vocab = int(baseline), len(tokenizer)
+        if not 0 <= given < vocab:
+            raise ParameterError(f"baseline token id {given} is outside the vocabulary (0..{vocab - 1})")
+        return given
     name = {"pad": "pad_token_id", "eos": "eos_token_id", "unk": "unk_token_id"}[baseline]
     token_id = getattr(tokenizer, name, None)
     if token_id is None and baseline == "pad":
@@ -481,9 +481,11 @@ def _compute(backend: Any, ids: list[int], positions: list[int], cfg: Attributio
         batch_ids = torch.tensor([ids[:length]] * len(group))
         pos = torch.tensor(group)
         tgt = torch.tensor([ids[p] for p in group])
-        batch, device, batch_note = _run_gradient(
-            backend, lambda model, b=batch_ids, p=pos, t=tgt: _gradient_batch(
-                model, backend.tokenizer, b, p, t, cfg))
+        def run(model: Any, b: torch.Tensor = batch_ids, p: torch.Tensor = pos,
+                t: torch.Tensor = tgt) -> _Batch:
+            return _gradient_batch(model, backend.tokenizer, b, p, t, cfg)
+
+        batch, device, batch_note = _run_gradient(backend, run)
         note = note or batch_note
         for k, p in enumerate(group):
             out_rows.append(tuple(float(v) for v in batch.scores[k, :p].tolist()))

@@ -8,10 +8,14 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentui.engine.errors import Cancelled, SessionError
 from tokentui.engine.results import Candidate, Distribution, StepResult, Token
+
+if TYPE_CHECKING:
+    from tokentui.engine.persist.session_file import SessionFile
+    from tokentui.engine.session import Branch, Session
 
 LN2 = math.log(2.0)
 FLOOR = 1e-12
@@ -143,7 +147,7 @@ KL_BLOCK = 64
 """Positions whose full distributions the exact KL holds at once (memory: KL_BLOCK x vocab floats)."""
 
 
-def _exact_log_probs(session: Any, branch: Any, start: int, stop: int,
+def _exact_log_probs(session: Session, branch: Branch, start: int, stop: int,
                      cancel: threading.Event | None) -> Iterator[Any]:
     """Full-vocabulary log p_base for positions ``start..stop-1`` of ``branch``, one at a time
     (the backend's cache makes each a one-token forward). The caller holds ``session.lock``."""
@@ -157,7 +161,7 @@ def _exact_log_probs(session: Any, branch: Any, start: int, stop: int,
         yield torch.log_softmax(logits.float(), dim=-1).cpu()
 
 
-def exact_kl_bits(session: Any, a: Any, b: Any, start: int, stop: int,
+def exact_kl_bits(session: Session, a: Any, b: Any, start: int, stop: int,
                   cancel: threading.Event | None = None) -> list[float]:
     """``KL(p_A || p_B)`` in bits of the full next-token distributions at ``start..stop-1``.
 
@@ -183,7 +187,7 @@ def exact_kl_bits(session: Any, a: Any, b: Any, start: int, stop: int,
     return out
 
 
-def compare_branches(session: Any, a: int, b: int, *, exact: bool = False,
+def compare_branches(session: Session, a: int, b: int, *, exact: bool = False,
                      top: int = 10, cancel: threading.Event | None = None) -> BranchComparison:
     """Align branches ``a`` and ``b`` at their fork and compare them position by position.
 
@@ -201,7 +205,7 @@ def compare_branches(session: Any, a: int, b: int, *, exact: bool = False,
     return align(a, b, ba, bb, exact_kl, top=top)
 
 
-def compare_recorded(sf: Any, a: int, b: int, *, top: int = 10) -> BranchComparison:
+def compare_recorded(sf: SessionFile, a: int, b: int, *, top: int = 10) -> BranchComparison:
     """Compare two branches of a session file without a model (KL from the recorded top-N)."""
     records = {r.id: r for r in sf.branches}
     if a not in records or b not in records:

@@ -12,10 +12,13 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentui.engine.errors import ConstraintError
 from tokentui.engine.results import Candidate, StepResult, Token
+
+if TYPE_CHECKING:
+    from tokentui.engine.session import Session
 
 
 # ----- critical tokens --------------------------------------------------------------------
@@ -128,7 +131,7 @@ def joint_logprob(steps: Sequence[StepResult]) -> float:
     return sum(math.log(s.p_base) if s.p_base > 0 else -math.inf for s in steps)
 
 
-def explore(session: Any, positions: int = 3, alternatives: int = 2, tokens: int = 8, *,
+def explore(session: Session, positions: int = 3, alternatives: int = 2, tokens: int = 8, *,
             progress: Callable[[ExploreProgress], None] | None = None,
             stop_event: threading.Event | None = None) -> ExploreResult:
     """Branch the current branch at its ``positions`` most critical positions with the

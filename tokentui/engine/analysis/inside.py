@@ -181,7 +181,7 @@ class LensLayer:
     """One layer's reading of the residual stream as a next-token distribution."""
 
     layer: int
-    """1 = after the first block ... n_layers = the model's output."""
+    """0-based block index: 0 = after the first block ... n_layers - 1 = the model's output."""
     top: tuple[LensEntry, ...]
     entropy: float
     """Bits."""
@@ -196,7 +196,7 @@ class LensLayer:
 @dataclass(frozen=True, slots=True)
 class LayerAttention:
     layer: int
-    """1-based, like the lens."""
+    """0-based, like the lens and every layer number in tokentui."""
     mean: tuple[float, ...]
     """Attention from position ``i`` to positions ``0..i``, averaged over heads."""
     head_entropy: tuple[float, ...]
@@ -283,7 +283,7 @@ class LensGrid:
 
     tokens: tuple[Token, ...]
     top: tuple[tuple[LensEntry, ...], ...]
-    """``top[layer - 1][position]``."""
+    """``top[layer][position]`` (layers 0-based, like everywhere in tokentui)."""
     target_p: tuple[tuple[float | None, ...], ...]
     """Probability of the token actually at ``position + 1`` (None at the end)."""
 
@@ -291,8 +291,7 @@ class LensGrid:
         return {"tokens": [t.to_json() for t in self.tokens],
                 "layers": [{"layer": n, "cells": [{**e.to_json(), "target_p": tp}
                                                   for e, tp in zip(row, tps, strict=True)]}
-                           for n, (row, tps) in enumerate(zip(self.top, self.target_p, strict=True),
-                                                          start=1)]}
+                           for n, (row, tps) in enumerate(zip(self.top, self.target_p, strict=True))]}
 
 
 # ----- finding the modules ---------------------------------------------------------------
@@ -631,7 +630,7 @@ class Inspector:
         layers = []
         for n, (ids, ps) in enumerate(zip(top.indices.tolist(), top_p.tolist(), strict=True)):
             layers.append(LensLayer(
-                layer=n + 1, top=tuple(LensEntry(self.tokens(i), v) for i, v in zip(ids, ps, strict=True)),
+                layer=n, top=tuple(LensEntry(self.tokens(i), v) for i, v in zip(ids, ps, strict=True)),
                 entropy=entropy[n], target_rank=ranks[n] if target is not None else None,
                 target_p=target_ps[n] if target is not None else None))
         return tuple(layers)
@@ -665,7 +664,7 @@ class Inspector:
         a = attention.float()
         mean = a.mean(dim=1)
         entropy = -(a * torch.log2(a.clamp_min(1e-30))).sum(-1)
-        return tuple(LayerAttention(layer=n + 1, mean=tuple(m), head_entropy=tuple(h))
+        return tuple(LayerAttention(layer=n, mean=tuple(m), head_entropy=tuple(h))
                      for n, (m, h) in enumerate(zip(mean.tolist(), entropy.tolist(), strict=True)))
 
     # -- forwards ---------------------------------------------------------------------------

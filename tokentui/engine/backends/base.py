@@ -95,14 +95,23 @@ class Backend(Protocol):
     tokenizer: Any
     vocab_size: int
     eos_token_ids: frozenset[int]
-    loaded: LoadedModel | None
-    """The local model and where it lives; None for a server."""
-    model: Any
-    """The torch module for a local model (analyses that need weights use it); None for a server."""
-    device: torch.device
-    """Where the model's inputs go (CPU for a server)."""
     lock: threading.RLock
     """Held while the model runs; analyses that call the model directly hold it too."""
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The local model and where it lives; None for a server."""
+        ...
+
+    @property
+    def model(self) -> Any:
+        """The torch module for a local model (analyses that need weights use it); None for a server."""
+        ...
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's inputs go (CPU for a server)."""
+        ...
 
     def next_logits(
         self, ids: Sequence[int], *, attention: bool = False, hidden_states: bool = False

@@ -464,7 +464,7 @@ def resolve_tokenizer(spec: str | None, info: ServerInfo) -> Any:
     name = spec or info.model_id
     try:
         if name not in _TOKENIZERS:
-            _TOKENIZERS[name] = models.load_tokenizer(name)
+            _TOKENIZERS[name] = models.load_tokenizer(name, light=False)
         return _TOKENIZERS[name]
     except ModelLoadError as exc:
         if spec:
@@ -492,3 +492,133 @@ def from_options(*, base_url: str | None, served_model: str | None = None,
     backend = RemoteBackend(client, resolve_tokenizer(tokenizer, info), info, top_n=top_n)
     backend.check()
     return backend
+
+
+# ----- scoring a given text (prompt log-probabilities) ---------------------------------------
+ScoreRow = tuple[float, float | None, int | None, float | None, list[tuple[int, float, float]]]
+"""One scored position, as ``analysis.score`` reads it: log p of the actual token, its logit
+(None: a server gives none), its rank (None beyond the top N), the entropy (None: unknown from a
+top N) and the top N as ``(id, log p, logit)`` (the logit NaN), best first."""
+
+
+def prompt_logprobs(backend: RemoteBackend, ids: Sequence[int], first: int, top_n: int) -> list[ScoreRow]:
+    """Rows for positions ``first .. len(ids) - 1`` of ``ids``, from one request.
+
+    - vLLM: ``prompt_logprobs`` (token ids as keys, each with its true rank);
+    - other OpenAI-compatible servers (SGLang and the like): ``echo`` with ``logprobs`` on
+      ``/v1/completions`` (the legacy shape: the actual token's log-probability, and a rank
+      only when it is in the top N);
+    - llama.cpp's own server gives no prompt probabilities, and llama-cpp-python's echoed ones
+      are shifted by a token (checked against its real server in the tests): one
+      CapabilityError line each.
+    """
+    from tokentui.engine.errors import CapabilityError
+
+    ids = [int(i) for i in ids]
+    n = max(1, min(top_n, backend.top_n))
+    where = backend.client.display_url
+    if backend.native:
+        raise CapabilityError(
+            f"the llama.cpp server at {where} cannot score a text: its API returns no "
+            "log-probabilities for the prompt (use --backend local, or a vLLM or SGLang server)")
+    if backend.info.flavour == "llama-cpp-python":
+        raise CapabilityError(
+            f"the llama-cpp-python server at {where} cannot score a text: its echoed prompt "
+            "log-probabilities are one token off (each token is read against the distribution "
+            "after it), so tokentui does not use them (use --backend local with the same model)")
+    limit = backend.info.max_context
+    if limit is not None and len(ids) > limit:
+        raise ContextOverflowError(f"the text has {len(ids)} tokens but the server's context is {limit}")
+    with backend.lock:
+        if backend.info.flavour == "vllm":
+            body = {"model": backend.info.model_id, "prompt": ids, "max_tokens": 1,
+                    "prompt_logprobs": n, "temperature": 1.0, "echo": False, "stream": False}
+            data = backend._post("/v1/completions", body)
+            backend.requests += 1
+            return _vllm_prompt_rows(data, ids, first, n, where)
+        prompt: Any = ids
+        if backend.prompt_mode == "text":
+            prompt = backend.tokenizer.decode(ids, skip_special_tokens=False,
+                                              clean_up_tokenization_spaces=False)
+            if backend.info.tokenize_path and backend.server_tokenize(prompt) != ids:
+                raise BackendError(
+                    f"the server at {where} tokenises this text differently from the local "
+                    "tokenizer, so its scores cannot be matched to the tokens: pass --tokenizer "
+                    "with the served model's tokenizer")
+        body = {"model": backend.info.model_id, "prompt": prompt, "max_tokens": 1, "echo": True,
+                "logprobs": n, "temperature": 1.0, "top_p": 1.0, "seed": 0, "stream": False}
+        try:
+            data = backend._post("/v1/completions", body)
+        except HTTPStatusError as exc:
+            raise CapabilityError(f"the server at {where} cannot score a text: it refused prompt "
+                                  f"log-probabilities (echo with logprobs): {exc.detail}") from None
+        backend.requests += 1
+        return _echo_rows(backend, data, ids, first, n, where)
+
+
+def _vllm_prompt_rows(data: Any, ids: list[int], first: int, n: int, where: str) -> list[ScoreRow]:
+    from tokentui.engine.errors import CapabilityError
+
+    try:
+        per_position = data["choices"][0]["prompt_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        per_position = None
+    if not per_position or len(per_position) < len(ids):
+        raise CapabilityError(f"the server at {where} returned no prompt log-probabilities: it "
+                              "cannot score a text")
+    rows: list[ScoreRow] = []
+    for pos in range(max(1, first), len(ids)):
+        entries = per_position[pos] or {}
+        listed = sorted(((int(k), float(v["logprob"]), v.get("rank")) for k, v in entries.items()
+                         if v.get("logprob") is not None), key=lambda e: (-e[1], e[0]))
+        actual = next((e for e in listed if e[0] == ids[pos]), None)
+        if actual is None:
+            raise BackendError(f"the server at {where} did not return the text's own token at "
+                               f"position {pos}")
+        # vLLM adds the actual token to the top N when it lies outside (with its true rank)
+        top = [(tid, lp, math.nan) for tid, lp, rank in listed if rank is None or rank <= n][:n]
+        rank = int(actual[2]) if actual[2] is not None else None
+        rows.append((actual[1], None, rank, None, top))
+    return rows
+
+
+def _echo_rows(backend: RemoteBackend, data: Any, ids: list[int], first: int, n: int,
+               where: str) -> list[ScoreRow]:
+    from tokentui.engine.errors import CapabilityError
+
+    try:
+        lp = data["choices"][0]["logprobs"]
+        token_logprobs = lp["token_logprobs"]
+        tops = lp["top_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        lp = token_logprobs = tops = None
+    if not token_logprobs or not tops or len(token_logprobs) < len(ids):
+        raise CapabilityError(f"the server at {where} cannot score a text: it returned no "
+                              "log-probabilities for the prompt (echo with logprobs)")
+    offset = len(token_logprobs) - len(ids) - 1  # what the server put before the text (a BOS)
+    if offset < 0:
+        offset = 0
+    rows: list[ScoreRow] = []
+    for pos in range(max(1, first), len(ids)):
+        at = pos + offset
+        actual = token_logprobs[at]
+        if actual is None:
+            raise CapabilityError(f"the server at {where} gave no log-probability for prompt "
+                                  f"token {pos}: it cannot score a text")
+        top: list[tuple[int, float, float]] = []
+        seen: set[int] = set()
+        listed = tops[at] or {}
+        items = listed.items() if isinstance(listed, dict) else (
+            (e.get("token"), e.get("logprob")) for e in listed)
+        for text, value in sorted(items, key=lambda kv: -(kv[1] if kv[1] is not None else -math.inf)):
+            if value is None:
+                continue
+            found = backend.token_map.lookup(text)
+            if found is None or found in seen:
+                continue
+            seen.add(found)
+            top.append((found, min(0.0, float(value)), math.nan))
+        top = top[:n]  # a server may add the actual token past the N: its rank is unknown
+        rank = next((i for i, (tid, _, _) in enumerate(top, start=1) if tid == ids[pos]), None)
+        rows.append((min(0.0, float(actual)), None, rank, None, top))
+    return rows

@@ -2,7 +2,9 @@
 
 The texts live in :mod:`tokentui.tui.help_texts` (no UI import). Which pane is "focused" is found
 by walking up from the focused widget: a node with an ``explain_id`` (the Inside panes),
-a main-screen pane by its id, or the side tabs by the active tab.
+a main-screen pane by its id (the token stream with an attribution shown explains the
+attribution), the side tabs by the active tab, and finally the screen itself by its class.
+Under NO_COLOR the text describes the glyphs and styles drawn, not colours.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import Static, TabbedContent
 
-from tokentui.tui.help_texts import Explanation, explain
+from tokentui.tui.help_texts import Explanation, explain, explanation
 
 MAIN_PANES: dict[str, str] = {
     "prompt": "prompt",
@@ -30,8 +32,25 @@ MAIN_PANES: dict[str, str] = {
     "tab-params": "params",
     "tab-attention": "attention",
     "tab-chart": "charts",
+    "constraint": "constraint",
+    "tab-constraint": "constraint",
 }
 """Widget (or tab) id on the main screen -> explanation id."""
+SCREENS: dict[str, str] = {
+    "AttributionOptionsScreen": "attribution_options",
+    "AttributionFileScreen": "attribution_file",
+    "BranchesScreen": "branches",
+    "ChatScreen": "chat",
+    "CompareScreen": "compare",
+    "ConfirmScreen": "confirm",
+    "ExploreScreen": "explore",
+    "ForceScreen": "force",
+    "HelpScreen": "help",
+    "InsideScreen": "inside",
+    "ModelScreen": "model",
+    "SaveScreen": "save",
+}
+"""Screen class name -> explanation id (by name, so no screen needs importing or editing)."""
 DEFAULT_PANE = "token_stream"
 
 
@@ -42,10 +61,14 @@ def explanation_id(widget: DOMNode | None) -> str | None:
         pane = getattr(node, "explain_id", None)
         if isinstance(pane, str) and pane:
             return pane
+        if node.id == "stream" and getattr(node, "overlay", None) is not None:
+            return "attribution"  # the stream shows an attribution's heat, not the colour mode
         if node.id in MAIN_PANES:
             return MAIN_PANES[node.id]
         if isinstance(node, TabbedContent) and node.active in MAIN_PANES:
             return MAIN_PANES[node.active]
+        if type(node).__name__ in SCREENS:
+            return SCREENS[type(node).__name__]
         node = node.parent
     return None
 
@@ -82,7 +105,7 @@ class ExplainScreen(ModalScreen[None]):
         return cls(explanation_id(widget) or default)
 
     def compose(self) -> ComposeResult:
-        e = self.explanation
+        self.explanation = e = explanation(self.pane_id, no_color=self.app.no_color)
         with VerticalScroll(id="explain"):
             yield Static(Text("What it shows", style="bold"), classes="explain-head")
             yield Static(Text(e.shows), id="explain-shows")

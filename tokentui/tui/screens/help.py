@@ -11,42 +11,11 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-KEYS: tuple[tuple[str, str], ...] = (
-    ("n / space", "step: add one token"),
-    ("g", "generate until the end (EOS, a stop sequence or max tokens)"),
-    ("escape", "stop generating (within one step); in the prompt editor: leave it"),
-    ("left / right", "move the token cursor, into the prompt too "
-                     "(home / end: first generated token / next token)"),
-    ("up / down", "select an alternative for the token under the cursor"),
-    ("enter", "branch: a new branch that takes the selected alternative there"),
-    ("backspace", "delete the last token"),
-    ("f", "force a text (it is tokenised and appended)"),
-    ("b", "branch list: switch, rename, delete"),
-    ("[ / ]", "attention: previous / next layer"),
-    ("{ / }", "attention: previous / next head (and the mean of all heads)"),
-    ("c", "cycle the colours: bands, probability, entropy, rank"),
-    ("v", "small terminals: show the side panes (parameters, attention, chart)"),
-    ("t", "next side tab: Params, Attention, Chart, Constraint"),
-    ("tab / shift+tab", "focus the next / previous pane"),
-    ("ctrl+p", "command palette: every action by name"),
-    ("i", "inside the model at the token under the cursor (left / right: other tokens)"),
-    ("F1", "explain the focused pane: what it shows, how to read it, the formula"),
-    ("ctrl+s", "save the session (asks for a path the first time); it is also autosaved"),
-    ("ctrl+o", "model: load a hub id, a model folder or a .gguf file (device, dtype, recent)"),
-    ("ctrl+r", "reset: clear the completion and every branch, keep the prompt (asks first)"),
-    ("ctrl+l", "model off / on: nothing runs while you edit; on again computes once"),
-    ("m", "chat: the next user message, once the model has ended its turn"),
-    ("C", "compare two branches side by side from their fork"),
-    ("x", "jump to the next critical token (where it could most easily have gone otherwise)"),
-    ("X", "explore: branch at the N most critical positions automatically, as a tree"),
-    ("a", "attribution: colour earlier tokens by how much they drove the cursor's token (again: clear)"),
-    ("A", "cycle the attribution method: saliency, input x gradient, IG, SHAP, attention"),
-    ("o", "attribution options: method, per-token reduction (l2/sum), IG steps, baseline"),
-    ("J", "save the shown attribution as JSON to tokentui-attribution-<time>.json here"),
-    ("e", "export the 3D attention graph of the sequence to tokentui-graph-<time>.html here"),
-    ("?", "this help"),
-    ("q", "quit (asks when branches would be lost)"),
-)
+from tokentui.tui.keys import GROUPS, help_rows
+from tokentui.tui.keys import KEYS as KEY_TABLE
+
+KEYS: tuple[tuple[str, str], ...] = tuple(help_rows())
+"""``(keys, what)`` per row, built from ``tokentui.tui.keys`` (the one table of keys)."""
 
 PANES: tuple[tuple[str, str], ...] = (
     ("Prompt", "What the model reads. With the chat template on, the text becomes a user "
@@ -78,11 +47,15 @@ PANES: tuple[tuple[str, str], ...] = (
 
 
 def help_table() -> Table:
+    """Every key, by group, in the order of ``keys.KEYS``."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    for key, what in KEYS:
-        table.add_row(Text(key), Text(what))
+    for group in GROUPS:
+        table.add_row(Text(group, style="italic"), Text(""))
+        for entry in KEY_TABLE:
+            if entry.group == group:
+                table.add_row(Text(entry.label), Text(entry.description))
     return table
 
 

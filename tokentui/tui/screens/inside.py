@@ -26,8 +26,10 @@ from textual.widgets import Footer, Static
 
 from tokentui.engine.analysis import inside
 from tokentui.engine.analysis.inside import InsideReport, Inspector
-from tokentui.engine.errors import TokentuiError
+from tokentui.engine.engine_thread import EngineWorker
 from tokentui.engine.results import Token
+from tokentui.engine.session import Session
+from tokentui.tui.failures import failure_line
 from tokentui.tui.screens.explain import ExplainScreen
 from tokentui.tui.widgets.inside_charts import EmbeddingPane, PositionPane, TemperaturePane
 from tokentui.tui.widgets.inside_panes import (
@@ -94,8 +96,12 @@ class InsideScreen(ModalScreen[int]):
     index: reactive[int] = reactive(0, init=False)
     """Position (0-based, prompt + completion) being inspected."""
 
-    def __init__(self, index: int, tokens: Sequence[Token], *, n_prompt: int, greedy: bool = False) -> None:
+    def __init__(self, index: int, tokens: Sequence[Token], *, n_prompt: int, session: Session,
+                 engine: EngineWorker, greedy: bool = False) -> None:
         super().__init__()
+        self.session = session
+        self.engine = engine
+        """The app's engine thread: the report is computed there (attributes down, no app reads)."""
         self.tokens = list(tokens)
         """The whole sequence as the main screen shows it (for the header and labels)."""
         self.n_prompt = n_prompt
@@ -152,11 +158,7 @@ class InsideScreen(ModalScreen[int]):
     # ----- computing (engine thread) ----------------------------------------------------
     @work(exclusive=True, exit_on_error=False, group="inside")
     async def compute(self, index: int, ticket: int) -> None:
-        app: Any = self.app
-        session = app.session
-        if session is None:
-            self._fail("no session: type a prompt first")
-            return
+        session = self.session
 
         def run() -> InsideReport | None:
             if ticket != self._ticket:  # the user moved on before the engine got here
@@ -165,12 +167,9 @@ class InsideScreen(ModalScreen[int]):
                                      inspector=inspector_for(session.backend))
 
         try:
-            report = await app.engine.call(run)
-        except TokentuiError as exc:
-            self._fail(str(exc))
-            return
-        except Exception as exc:  # one line, never a crash
-            self._fail(f"{type(exc).__name__}: {exc}")
+            report = await self.engine.call(run)
+        except Exception as exc:  # one line, in the failure handler's words, never a crash
+            self._fail(failure_line(exc, "computing the Inside report"))
             return
         if report is None or ticket != self._ticket or not self.is_mounted:
             return
@@ -184,7 +183,7 @@ class InsideScreen(ModalScreen[int]):
             try:
                 pane.show(report, **context)
             except Exception as exc:  # a drawing bug greys one pane, the others still show
-                pane.fail(f"could not draw: {type(exc).__name__}: {exc}")
+                pane.fail(failure_line(exc, "drawing this pane"))
         missing = len(report.missing)
         self._draw_head(f"{missing} pane{'s' if missing != 1 else ''} unavailable (greyed)"
                         if missing else "")

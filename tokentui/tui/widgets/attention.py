@@ -1,9 +1,11 @@
-"""The attention pane: a half-block heatmap of one layer/head (or the head mean).
+"""The attention pane: a labelled heatmap of one layer/head (or the head mean).
 
-Each character cell shows two query rows (upper half = first row). Rows are queries,
-columns are keys, for the whole sequence (prompt + completion). The last line names the
-focused token and the keys it attends to most, since a cell grid cannot carry labels. Only
-one layer's ``(heads, T, T)`` weights are held at a time; the app fetches them lazily.
+One line per query row, one cell per key column, for the whole sequence (prompt +
+completion). Rows are labelled on the left with their position and piece; columns on the
+top line with their piece when a cell is wide enough (short sequences), else with their
+position every few columns. The last line names the focused token and the keys it attends
+to most. Only one layer's ``(heads, T, T)`` weights are held at a time; the app fetches
+them lazily. Layers and heads are numbered from 0, as in the CLI and the JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from tokentui.tui.styling import token_text
 
 TOP_KEYS = 3
 """Keys named in the caption line."""
+ROW_LABEL = 6
+"""Characters of a row's piece in the left gutter (when the pane is wide enough)."""
+MAX_CELL = 5
+"""Widest key column: wide columns carry their piece as the label."""
+LABEL_STYLE = Style(color="#8b949e")
+BLANK = Style()
 LOW, HIGH = (13, 17, 23), (88, 166, 255)
 FOCUS_LOW, FOCUS_HIGH = (40, 30, 10), (255, 200, 60)
 """Ordinary rows in blue; the focused token's row in amber."""
@@ -99,16 +107,18 @@ class AttentionPane(Widget):
         self.border_title = self.title
         if self.weights is not None:
             size = self.weights.shape[-1]
-            rows = self.grid_lines * 2
-            r0, _c0 = self.window(rows, max(1, self.size.width - 2), size)
-            self.border_subtitle = f"{size} tokens · rows {r0 + 1}-{min(size, r0 + rows)} · ▶ cursor"
+            _gutter, _cell, rows, cols = self.geometry(size)
+            r0, _c0 = self.window(rows, cols, size)
+            self.border_subtitle = (f"{size} tokens · rows {r0}-{min(size, r0 + rows) - 1} · "
+                                    "▶ cursor")
         else:
             self.border_subtitle = ""
 
     @property
     def title(self) -> str:
-        head = "mean of heads" if self.head < 0 else f"head {self.head + 1}/{self.n_heads}"
-        return f"Attention · layer {self.layer + 1}/{max(1, self.n_layers)} · {head}"
+        # 0-based, as the CLI's --layer/--head, the JSON and the exports number them
+        head = "mean of heads" if self.head < 0 else f"head {self.head} of 0-{max(0, self.n_heads - 1)}"
+        return f"Attention · layer {self.layer} of 0-{max(0, self.n_layers - 1)} · {head}"
 
     def matrix(self) -> np.ndarray | None:
         if self.weights is None:
@@ -151,37 +161,88 @@ class AttentionPane(Widget):
         c0 = max(0, min(focus + 1, size) - cols)
         return r0, c0
 
+    def geometry(self, size: int) -> tuple[int, int, int, int]:
+        """``(gutter, cell, rows, cols)``: label gutter width, characters per key column, query
+        rows and key columns that fit (the top line holds the column labels)."""
+        width = max(1, self.size.width)
+        digits = len(str(max(0, size - 1)))
+        piece = ROW_LABEL if width >= 2 + digits + 1 + ROW_LABEL + 12 else 0
+        gutter = 2 + digits + 1 + (piece + 1 if piece else 0)
+        room = max(1, width - gutter)
+        cell = max(1, min(MAX_CELL, room // max(1, size)))
+        return gutter, cell, max(1, self.grid_lines - 1), max(1, room // cell)
+
+    def _line(self, segments: list[Segment], width: int) -> Strip:
+        # every segment carries a Style: Textual's NO_COLOR filter cannot take None
+        return Strip([Segment(text, style or BLANK) for text, style, _ in segments]) \
+            .crop(0, width).adjust_cell_length(width, BLANK)
+
+    def _row_label(self, row: int, gutter: int, size: int, focus: int) -> list[Segment]:
+        """``▶ 12 ·cat   ``: the cursor mark, the row's position and (room permitting) its piece."""
+        digits = len(str(max(0, size - 1)))
+        mark = Segment("▶ " if row == focus else "  ", Style(color="#ffc83c", bold=True))
+        out = [mark, Segment(f"{row:>{digits}} ", LABEL_STYLE)]
+        piece = gutter - 2 - digits - 2
+        if piece > 0:
+            text = token_text(self.tokens[row]) if row < len(self.tokens) else Text("")
+            text.truncate(piece, overflow="ellipsis", pad=True)
+            out += [*text.render(self.app.console), Segment(" ")]
+        return out
+
+    def column_labels(self, size: int) -> Text:
+        """The top line: each key column's piece when its cell fits one, else positions
+        every few columns (``0    5    10``)."""
+        gutter, cell, rows, cols = self.geometry(size)
+        _r0, c0 = self.window(rows, cols, size)
+        shown = range(c0, min(size, c0 + cols))
+        out = Text(" " * gutter, no_wrap=True)
+        if cell >= 3 and len(self.tokens) == size:
+            for c in shown:
+                piece = token_text(self.tokens[c])
+                piece.truncate(cell - 1, overflow="ellipsis", pad=True)
+                out.append_text(piece)
+                out.append(" ")
+            return out
+        step = max(5, -(-(len(str(size)) + 1) // cell))  # room for the number and a space
+        step = 10 if step > 5 else 5
+        line = [" "] * (len(shown) * cell)
+        for k, c in enumerate(shown):
+            if c % step == 0 or k == 0:
+                label = str(c)
+                at = k * cell
+                if all(ch == " " for ch in line[max(0, at - 1):at + len(label)]) and \
+                        at + len(label) <= len(line):
+                    line[at:at + len(label)] = label
+        out.append("".join(line), style=LABEL_STYLE)
+        return out
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         matrix = self.matrix()
         if matrix is None:
             if y == 0:
                 text = Text(self.message, style="#6e7681 italic")
-                return Strip(list(text.render(self.app.console))).crop(0, width).adjust_cell_length(width)
-            return Strip.blank(width)
+                return self._line(list(text.render(self.app.console)), width)
+            return Strip.blank(width, BLANK)
         if self.has_caption and y == self.size.height - 1:
             caption = self.caption()
             caption.truncate(width, overflow="ellipsis")
-            return Strip(list(caption.render(self.app.console))).crop(0, width).adjust_cell_length(width)
+            return self._line(list(caption.render(self.app.console)), width)
         size = matrix.shape[0]
-        gutter = 2
-        cols = max(1, width - gutter)
-        rows = self.grid_lines * 2
+        if y == 0:
+            return self._line(list(self.column_labels(size).render(self.app.console)), width)
+        gutter, cell, rows, cols = self.geometry(size)
         r0, c0 = self.window(rows, cols, size)
-        top, bottom = r0 + 2 * y, r0 + 2 * y + 1
+        row = r0 + y - 1
+        if row >= size:
+            return Strip.blank(width, BLANK)
         focus = min(self.focus_row, size - 1)
-        mark = "▶ " if focus in (top, bottom) else "  "
-        segments = [Segment(mark, Style(color="#ffc83c", bold=True))]
+        segments = self._row_label(row, gutter, size, focus)
         for c in range(c0, min(size, c0 + cols)):
-            upper = self._cell(matrix, top, c, focus)
-            lower = self._cell(matrix, bottom, c, focus)
-            if upper is None and lower is None:
-                segments.append(Segment(" "))
-            elif lower is None:
-                segments.append(Segment("▀", Style(color=upper)))
-            else:
-                segments.append(Segment("▀", Style(color=upper or "#000000", bgcolor=lower)))
-        return Strip(segments).adjust_cell_length(width)
+            colour = self._cell(matrix, row, c, focus)
+            segments.append(Segment(" " * cell, BLANK if c > row or colour is None
+                                    else Style(bgcolor=colour)))
+        return self._line(segments, width)
 
     @staticmethod
     def _cell(matrix: np.ndarray, row: int, col: int, focus: int) -> str | None:

@@ -1,25 +1,27 @@
 """The constraint panel: a kind, its source and an on switch, applied through the engine.
 
-Building a constraint (and, the first time per tokenizer, llguidance's view of the
-vocabulary, about 2 s) runs on the engine thread. An invalid source is one line under the
-editor and changes nothing in the session; the switch always says whether a constraint is
-in force. The panel also explains, for the alternatives table, why a candidate is invalid.
+Attributes down, messages up: the panel posts :class:`ConstraintPanel.Requested` (the switch,
+Apply) and the App builds the constraint on the engine thread (the first time per tokenizer,
+llguidance's view of the vocabulary, about 2 s), then tells the panel the outcome
+(:meth:`ConstraintPanel.building`, :meth:`~ConstraintPanel.turned_on`,
+:meth:`~ConstraintPanel.turned_off`, :meth:`~ConstraintPanel.failed`,
+:meth:`~ConstraintPanel.refused`). An invalid source is one line under the editor and changes
+nothing in the session; the switch always says whether a constraint is in force. The
+module's :func:`install` and :func:`reasons` run on the engine thread (the App calls them;
+``reasons`` explains, for the alternatives table, why a candidate is invalid).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
 
 from rich.text import Text
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Select, Static, TextArea
 
-from tokentui.engine.errors import TokentuiError
-from tokentui.engine.results import Distribution, StepResult
-from tokentui.tui.widgets.alternatives import ROWS, AlternativesTable
+from tokentui.engine.results import StepResult
+from tokentui.engine.session import Session
 
 KIND_OPTIONS: tuple[tuple[str, str], ...] = (
     ("choice (one option a line)", "choice"),
@@ -49,7 +51,7 @@ def step_status(step: StepResult) -> str | None:
     return " · ".join(parts) or None
 
 
-def _install(session: Any, kind: str, text: str) -> tuple[str, str | None]:
+def install(session: Session, kind: str, text: str) -> tuple[str, str | None]:
     """Engine thread: build, set, and say whether the current branch already breaks it."""
     from tokentui.engine import constraints
 
@@ -60,18 +62,13 @@ def _install(session: Any, kind: str, text: str) -> tuple[str, str | None]:
     return constraint.description, constraint.refusal(session.current.ids, [])
 
 
-def _reasons(session: Any, index: int, token_ids: list[int]) -> dict[int, str]:
+def reasons(session: Session, index: int, token_ids: list[int]) -> dict[int, str]:
     """Engine thread: why each token may not come at completion ``index`` of the branch."""
     constraint = session.constraint
     if constraint is None:
         return dict.fromkeys(token_ids, THEN)
     prefix = session.current.ids[:index]
     return {t: constraint.why_invalid(t, prefix) or THEN for t in token_ids}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc) if isinstance(exc, TokentuiError) else f"{type(exc).__name__}: {exc}"
-    return (text.strip().splitlines() or ["error"])[0]
 
 
 class ConstraintPanel(Vertical):
@@ -95,12 +92,12 @@ class ConstraintPanel(Vertical):
     """
 
     @dataclass
-    class Applied(Message):
-        """The session's constraint changed (or failed to): redraw and say so."""
+    class Requested(Message):
+        """The user asked to turn the constraint on (with this kind and source) or off."""
 
-        status: str
-        """The status line to show."""
-        error: bool = False
+        kind: str
+        text: str
+        enabled: bool
 
     def __init__(self, source: tuple[str, str] | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -168,76 +165,42 @@ class ConstraintPanel(Vertical):
             self.query_one("#constraint-on", Checkbox).value = on
 
     def request(self, enabled: bool) -> None:
-        """Turn the constraint on (with the editor's source) or off, on the engine thread."""
-        app: Any = self.app
-        if getattr(app, "generating", False):
-            self._show_switch(self.applied is not None)
-            self._info("generating: stop first (escape), then change the constraint", "-error")
-            return
+        """Ask the App to turn the constraint on (with the editor's source) or off."""
         self.wanted = enabled
         self._show_switch(enabled)
-        if app.session is None:
-            self._info("applies when the model and prompt are ready" if enabled else "off")
-            return
         kind, text = self.source
-        self.run_worker(partial(self._apply, kind, text, enabled), group="constraint", exit_on_error=False)
+        self.post_message(self.Requested(kind, text, enabled))
 
-    def attach(self) -> None:
-        """A session was opened: put the wanted constraint in force (from a flag or the switch)."""
-        if self.wanted:
-            self.request(True)
+    # ----- what the App tells the panel ----------------------------------------------------------
+    def refused(self, text: str) -> None:
+        """Nothing changed (a run is going): the switch shows what is in force."""
+        self.wanted = self.applied is not None
+        self._show_switch(self.applied is not None)
+        self._info(text, "-error")
 
-    async def _apply(self, kind: str, text: str, enabled: bool) -> None:
-        app: Any = self.app
-        session = app.session
-        if not enabled:
-            await app.engine.call(session.set_constraint, None)
-            self.applied, self.description = None, ""
-            self._info("off")
-            self._mark_edited()
-            self.post_message(self.Applied("constraint off: every token is allowed again"))
-            return
+    def pending(self) -> None:
+        """No session yet: the wish is kept until one opens."""
+        self._info("applies when the model and prompt are ready" if self.wanted else "off")
+
+    def building(self) -> None:
         self.add_class("-building")
         self._info("building the constraint…")
-        try:
-            description, broken = await app.engine.call(_install, session, kind, text)
-        except Exception as exc:  # an invalid source, or a tokenizer llguidance cannot read
-            self.remove_class("-building")
-            line = _one_line(exc)
-            still = f" · still in force: {self.description}" if self.applied else ""
-            self._show_switch(self.applied is not None)
-            self.wanted = self.applied is not None
-            self._info(f"✗ {line}{still}", "-error")
-            self.post_message(self.Applied(f"constraint not applied: {line}", error=True))
-            return
+
+    def turned_on(self, kind: str, text: str, description: str) -> None:
         self.remove_class("-building")
         self.applied, self.description = (kind, text), description
         self._mark_edited()
         self._info(f"in force: {description}", "-active")
-        self.post_message(self.Applied(broken or f"constraint on: {description}", error=bool(broken)))
 
-    # ----- explaining invalid candidates ---------------------------------------------------
-    def explain(self, dist: Distribution | None, index: int) -> None:
-        """Fill the alternatives table's ``why`` column for ``dist`` (shown at ``index``)."""
-        app: Any = self.app
-        table = app.query_one(AlternativesTable)
-        session = app.session
-        shown = dist.candidates[:ROWS] if dist else ()
-        invalid = [c.id for c in shown if not c.valid]
-        if session is None or (session.constraint is None and not invalid):
-            table.show_reasons(None)
-            return
-        table.show_reasons({})
-        if invalid and not app.generating:
-            self.run_worker(partial(self._explain, shown, index, invalid), group="constraint-why",
-                            exclusive=True, exit_on_error=False)
+    def turned_off(self) -> None:
+        self.applied, self.description = None, ""
+        self._info("off")
+        self._mark_edited()
 
-    async def _explain(self, shown: tuple[Any, ...], index: int, invalid: list[int]) -> None:
-        app: Any = self.app
-        try:
-            reasons = await app.engine.call(_reasons, app.session, index, invalid)
-        except TokentuiError:
-            return  # the branch breaks the constraint: the peek already said so
-        table = app.query_one(AlternativesTable)
-        if table.candidates == shown:
-            table.show_reasons(reasons)
+    def failed(self, line: str) -> None:
+        """An invalid source (or a tokenizer llguidance cannot read): what is still in force stays."""
+        self.remove_class("-building")
+        still = f" · still in force: {self.description}" if self.applied else ""
+        self._show_switch(self.applied is not None)
+        self.wanted = self.applied is not None
+        self._info(f"✗ {line}{still}", "-error")
