@@ -401,7 +401,7 @@ def _load_text_only(location: str, kwargs: dict[str, Any]) -> Any | None:
     except Exception:
         return None
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    mapping = AutoModelForCausalLM._model_mapping
+    mapping: Any = AutoModelForCausalLM._model_mapping
     if text is config or type(config) not in mapping or type(text) not in mapping:
         return None
     wrapper, text_cls = mapping[type(config)], mapping[type(text)]

@@ -468,7 +468,7 @@ class Inspector:
         if learned is not None:
             return self._learned(index, token_id, *learned)
         if uses_alibi(config):
-            heads = int(getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 0))
+            heads = int(getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 0)
             slopes = alibi_slopes(heads)
             return PositionInfo(
                 kind="alibi", index=index, slopes=slopes,
@@ -755,8 +755,10 @@ def resolve_index(index: int, length: int) -> int:
     return resolved
 
 
-def position_output(session: Any, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(hidden (L+1, d), logits (vocab,), attention (layers, heads, index+1))`` at ``index``.
+def position_output(session: Any, index: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(hidden (L+1, d), logits (vocab,), attention (layers, heads, index+1))`` at ``index``
+    (attention None for a model without attention weights).
 
     The last position comes from ``session.next_output`` (kept for the next step); the position
     the newest step read from ``session.last_output`` when it holds both; any other position
