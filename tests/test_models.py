@@ -154,6 +154,7 @@ def _tiny_llama_folder(folder: Path, *, safe: bool) -> Path:
     return folder
 
 
+@pytest.mark.tiny
 def test_pickle_only_checkpoint_is_refused_in_one_line(tmp_path):
     folder = _tiny_llama_folder(tmp_path / "pickled", safe=False)
     assert not list(folder.glob("*.safetensors"))
@@ -163,6 +164,7 @@ def test_pickle_only_checkpoint_is_refused_in_one_line(tmp_path):
     assert "\n" not in message and "pickle" in message and "--allow-pickle" in message
 
 
+@pytest.mark.tiny
 def test_pickle_checkpoint_loads_when_allowed(tmp_path):
     import torch
 
@@ -172,6 +174,7 @@ def test_pickle_checkpoint_loads_when_allowed(tmp_path):
     assert torch.equal(loaded.model.lm_head.weight, reference["lm_head.weight"])
 
 
+@pytest.mark.tiny
 def test_allow_pickle_flag_reaches_the_loader(tmp_path):
     from typer.testing import CliRunner
 
@@ -188,6 +191,7 @@ def test_allow_pickle_flag_reaches_the_loader(tmp_path):
     assert allowed.exit_code == 0, allowed.stderr
 
 
+@pytest.mark.tiny
 def test_multimodal_checkpoint_loads_text_only(tmp_path):
     import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration

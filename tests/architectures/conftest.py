@@ -7,11 +7,6 @@ import pytest
 from tests.architectures import zoo
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "architectures: the model matrix (tiny models of ~22 "
-                                       "architectures through every subcommand)")
-
-
 @pytest.fixture(scope="session")
 def zoo_tokenizer():
     return zoo.make_tokenizer()
