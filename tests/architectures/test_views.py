@@ -120,6 +120,7 @@ def test_alibi_models_show_slopes_and_no_position_vector(zoo_loaded):
     ("gemma3", ("sliding_attention (base", "full_attention (base", "in layers 0, 1")),
     ("opt", ("row 4 (position 2 + offset 2)",)),
     ("mamba", ("attention_by_layer: Mamba is a recurrent model",)),
+    ("gptj", ("Position 2 · rotary (base 10000", "adjacent pairs")),
 ])
 def test_inspect_tables_say_it(name, needles, zoo_loaded, monkeypatch):
     from typer.testing import CliRunner
@@ -145,3 +146,19 @@ def test_hybrid_offers_its_attention_layers(name, zoo_loaded):
     assert backend.capabilities.attention
     assert backend.capabilities.layers == att.shape[0] < backend.model.config.num_hidden_layers
     assert backend.capabilities.heads == att.shape[1]
+
+
+def test_gptj_rotary_table_is_read(zoo_loaded):
+    from transformers.models.gptj.modeling_gptj import create_sinusoidal_positions
+
+    loaded = zoo_loaded("gptj")
+    session = session_for(loaded)
+    pos = inside.Inspector(session.backend).position(4, session.context_ids()[4])
+    dim = loaded.model.config.rotary_dim
+    reference = create_sinusoidal_positions(16, dim)[4]  # [sin | cos] as GPT-J builds it
+    assert pos.kind == "rope" and pos.head_dim == dim
+    assert torch.allclose(torch.tensor(pos.sin[:dim // 2]), reference[:dim // 2], atol=1e-6)
+    assert torch.allclose(torch.tensor(pos.cos[:dim // 2]), reference[dim // 2:], atol=1e-6)
+    inv_freq = 1.0 / 10000 ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)
+    assert torch.allclose(torch.tensor(pos.inv_freq), inv_freq, atol=1e-6)
+    assert pos.base == pytest.approx(10000, rel=1e-3)

@@ -167,7 +167,7 @@ def position_part(pos: PositionInfo) -> Table | Panel:
     if pos.kind == "rope":
         table = Table(title=f"Position {pos.index} · rotary (base {pos.base:g}, head_dim "
                             f"{pos.head_dim}, {pos.rope_type})", title_justify="left",
-                      caption=pos.note if pos.variants else None, caption_justify="left")
+                      caption=pos.note, caption_justify="left")
         for name in ("pair", "freq (rad/pos)", "angle", "cos", "sin"):
             table.add_column(name, justify="right")
         half = len(pos.inv_freq)

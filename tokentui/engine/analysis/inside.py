@@ -331,6 +331,19 @@ def rotary_module(model: Any) -> torch.nn.Module | None:
     return None
 
 
+def sincos_table(model: Any) -> torch.Tensor | None:
+    """A GPT-J style ``[sin | cos]`` buffer in the first attention layer, if there is one."""
+    base = _base(model)
+    layers = getattr(base, "h", None)
+    if layers is None:
+        layers = getattr(base, "layers", None)
+    if layers is None or not len(layers):
+        return None
+    attn = getattr(layers[0], "attn", None)
+    table = getattr(attn, "embed_positions", None)
+    return table if isinstance(table, torch.Tensor) and table.dim() == 2 else None
+
+
 def _rope_base(config: Any, layer_type: str | None = None) -> float | None:
     params = getattr(config, "rope_parameters", None)
     if isinstance(params, dict):
@@ -476,6 +489,9 @@ class Inspector:
                      "-slope x distance to its attention scores, so far tokens count less. Slopes "
                      "per head: " + ", ".join(f"{v:.4g}" for v in slopes))
         rotary = rotary_module(self.model)
+        table = sincos_table(self.model) if rotary is None else None
+        if table is not None:
+            return self._sincos(index, table, config)
         if rotary is None:
             if _rope_base(config) is not None:
                 raise InsideError(f"position unavailable: the config names rotary embeddings "
@@ -499,6 +515,30 @@ class Inspector:
             rope_type=str(_rope_type(rotary, main.layer_type)),
             attention_scaling=main.attention_scaling, inv_freq=main.inv_freq, angle=main.angle,
             cos=main.cos, sin=main.sin, variants=variants if len(variants) > 1 else ())
+
+    def _sincos(self, index: int, table: torch.Tensor, config: Any) -> PositionInfo:
+        """GPT-J style: each attention layer keeps a ``(positions, rotary_dim)`` buffer of
+        ``[sin | cos]`` rows and rotates adjacent pairs of the first ``rotary_dim`` dimensions."""
+        if not (table.shape[0] > 1 and index < table.shape[0]):
+            raise InsideError(f"position unavailable: the rotary table has {table.shape[0]} rows")
+        half = table.shape[-1] // 2
+        with torch.no_grad():
+            row, one = table[index].float().cpu(), table[1].float().cpu()
+            sin, cos = row[:half], row[half:]
+            inv_freq = torch.atan2(one[:half], one[half:])  # the angle one position turns
+        rotary_dim = 2 * half
+        base = _rope_base(config)
+        if base is None and half > 1:  # inv_freq[j] = base ** (-2j / rotary_dim)
+            base = round(float(inv_freq[1].double() ** (-rotary_dim / 2)), 3)
+        return PositionInfo(
+            kind="rope", index=index,
+            note=f"rotary embeddings on the first {rotary_dim} dimensions of each head, adjacent "
+                 "pairs (2j, 2j+1) rotated by an angle proportional to the position; the sin/cos "
+                 "table is a buffer inside every attention layer; no vector is added",
+            base=base, head_dim=rotary_dim, rope_type="default",
+            attention_scaling=1.0, inv_freq=tuple(inv_freq.tolist()),
+            angle=tuple((index * inv_freq).tolist()), cos=tuple(cos.tolist()) * 2,
+            sin=tuple(sin.tolist()) * 2)
 
     def _learned(self, index: int, token_id: int, name: str, table: Any) -> PositionInfo:
         base = _base(self.model)
