@@ -135,3 +135,84 @@ def test_unknown_hub_id_fails_fast_when_the_network_swallows_requests(tmp_path):
     seconds, line = out.split("|", 1)
     assert float(seconds) < models.HUB_PROBE_S + 4  # the probe, plus imports under load
     assert "made-up-org/no-such-model-xyz" in line and "\n" not in line
+
+
+# ----- checkpoint rules: safetensors preferred, pickle only when asked, text-only multimodal -----
+def _tiny_llama_folder(folder: Path, *, safe: bool) -> Path:
+    import torch
+
+    from tests.architectures import zoo
+
+    model = zoo.build_model("llama")
+    model.save_pretrained(folder)
+    if not safe:
+        # transformers 5 writes only safetensors: write the pickle checkpoint by hand.
+        for f in folder.glob("*.safetensors"):
+            f.unlink()
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    zoo.make_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.tiny
+def test_pickle_only_checkpoint_is_refused_in_one_line(tmp_path):
+    folder = _tiny_llama_folder(tmp_path / "pickled", safe=False)
+    assert not list(folder.glob("*.safetensors"))
+    with pytest.raises(ModelLoadError) as err:
+        models.load(str(folder), device="cpu")
+    message = str(err.value)
+    assert "\n" not in message and "pickle" in message and "--allow-pickle" in message
+
+
+@pytest.mark.tiny
+def test_pickle_checkpoint_loads_when_allowed(tmp_path):
+    import torch
+
+    folder = _tiny_llama_folder(tmp_path / "pickled", safe=False)
+    loaded = models.load(str(folder), device="cpu", allow_pickle=True)
+    reference = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    assert torch.equal(loaded.model.lm_head.weight, reference["lm_head.weight"])
+
+
+@pytest.mark.tiny
+def test_allow_pickle_flag_reaches_the_loader(tmp_path):
+    from typer.testing import CliRunner
+
+    from tokentui.cli import app
+
+    folder = _tiny_llama_folder(tmp_path / "pickled", safe=False)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["next", "hi", "--no-chat-template", "--model", str(folder)])
+    assert refused.exit_code == 2
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--allow-pickle" in lines[0]
+    allowed = runner.invoke(app, ["next", "hi", "--no-chat-template", "--model", str(folder),
+                                  "--allow-pickle", "--json"])
+    assert allowed.exit_code == 0, allowed.stderr
+
+
+@pytest.mark.tiny
+def test_multimodal_checkpoint_loads_text_only(tmp_path):
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    from tests.architectures import zoo
+
+    text = dict(vocab_size=zoo.VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
+                max_position_embeddings=256)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                  image_size=28, patch_size=14)
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                          boi_token_index=3, eoi_token_index=4, image_token_index=5)
+    torch.manual_seed(0)
+    full = Gemma3ForConditionalGeneration(config).eval()
+    folder = tmp_path / "gemma3-mm"
+    full.save_pretrained(folder)
+    zoo.make_tokenizer().save_pretrained(folder)
+    loaded = models.load(str(folder), device="cpu")
+    assert type(loaded.model).__name__ == "Gemma3ForCausalLM"
+    assert not any("vision" in name for name, _ in loaded.model.named_parameters())
+    ids = torch.tensor([[7, 9, 11, 13, 17]])
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(input_ids=ids).logits, full(input_ids=ids).logits, atol=1e-5)

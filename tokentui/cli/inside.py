@@ -166,7 +166,8 @@ def token_panel(info: TokenInfo, report: InsideReport) -> Panel:
 def position_part(pos: PositionInfo) -> Table | Panel:
     if pos.kind == "rope":
         table = Table(title=f"Position {pos.index} · rotary (base {pos.base:g}, head_dim "
-                            f"{pos.head_dim}, {pos.rope_type})", title_justify="left")
+                            f"{pos.head_dim}, {pos.rope_type})", title_justify="left",
+                      caption=pos.note, caption_justify="left")
         for name in ("pair", "freq (rad/pos)", "angle", "cos", "sin"):
             table.add_column(name, justify="right")
         half = len(pos.inv_freq)
@@ -180,7 +181,7 @@ def position_part(pos: PositionInfo) -> Table | Panel:
                           f"position norm {pos.sum_norm:.3f} · first: "
                           f"{', '.join(f'{v:+.3f}' for v in pos.vector[:6])} …"),
                      title=f"Position {pos.index} · learned", title_align="left")
-    return Panel(Text(pos.note), title=f"Position {pos.index} · none", title_align="left")
+    return Panel(Text(pos.note), title=f"Position {pos.index} · {pos.kind}", title_align="left")
 
 
 def attention_table(report: InsideReport) -> Table:

@@ -38,6 +38,9 @@ GROUPS: dict[str, dict[str, tuple[Any, Any]]] = {
         "trust_remote_code": (Annotated[bool, typer.Option(
             "--trust-remote-code", help="Allow a hub model's own Python code to run.",
             rich_help_panel=MODEL_PANEL)], False),
+        "allow_pickle": (Annotated[bool, typer.Option(
+            "--allow-pickle", help="Load a checkpoint that has only pickle weights (*.bin); "
+            "they can run code.", rich_help_panel=MODEL_PANEL)], False),
         "device_map": (Annotated[str | None, typer.Option(
             "--device-map", help="accelerate device map, e.g. 'auto' to spread over GPUs.",
             rich_help_panel=MODEL_PANEL)], None),

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty",
                    "presence_penalty", "frequency_penalty", "seed", "max_new_tokens")
 CONSTRAINT_FIELDS = ("choice", "choices_file", "regex", "grammar", "json_schema")
-MODEL_FIELDS = ("device", "dtype", "device_map", "trust_remote_code", "backend", "base_url",
+MODEL_FIELDS = ("device", "dtype", "device_map", "trust_remote_code", "allow_pickle", "backend", "base_url",
                 "served_model", "api_key_env", "tokenizer")
 
 

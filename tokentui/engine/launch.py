@@ -48,6 +48,8 @@ class ModelConfig:
     dtype: str = "auto"
     device_map: str | None = None
     trust_remote_code: bool = False
+    allow_pickle: bool = False
+    """Load a checkpoint that has only pickle weights (``*.bin``): they can run code."""
     base_url: str | None = None
     served_model: str | None = None
     api_key_env: str | None = None
@@ -172,6 +174,7 @@ def open_backend(model: ModelConfig, *, progress: Progress | None = None) -> Bac
 
     loaded = models.load(model.spec, device=model.device, dtype=model.dtype,
                          trust_remote_code=model.trust_remote_code, device_map=model.device_map,
+                         allow_pickle=model.allow_pickle,
                          progress=progress or _silent)
     return LocalBackend(loaded)
 

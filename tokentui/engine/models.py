@@ -287,9 +287,15 @@ def load(
     dtype: str | None = None,
     trust_remote_code: bool = False,
     device_map: str | None = None,
+    allow_pickle: bool = False,
     progress: Progress = _no_progress,
 ) -> LoadedModel:
-    """Load a model and tokenizer ready for stepping (eval mode, gradients off)."""
+    """Load a model and tokenizer ready for stepping (eval mode, gradients off).
+
+    Safetensors weights are used when present; a checkpoint with only pickle weights
+    (``*.bin``, ``*.pt``: loading them can run code) is refused unless ``allow_pickle``.
+    A multimodal checkpoint whose text model transformers can load alone is loaded text-only.
+    """
     source = resolve(spec)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
@@ -309,9 +315,14 @@ def load(
         kwargs["device_map"] = device_map
     if source.kind == "hub":
         kwargs["local_files_only"] = _hub_offline(source)
+    if source.kind == "dir":
+        check_weights(Path(location), allow_pickle)
+    if not allow_pickle:
+        kwargs["use_safetensors"] = True
     progress("loading the model", 0.9)
     try:
-        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        model = _load_text_only(location, kwargs) or AutoModelForCausalLM.from_pretrained(
+            location, **kwargs)
         progress("loading the tokenizer", 0.95)
         tokenizer = AutoTokenizer.from_pretrained(
             location, trust_remote_code=trust_remote_code,
@@ -319,7 +330,7 @@ def load(
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(_explain_load_failure(source, exc)) from exc
+        raise ModelLoadError(_explain_load_failure(source, exc, allow_pickle)) from exc
     if not device_map:
         model.to(dev)  # type: ignore[arg-type]  # transformers' stub misreads .to
     model.eval()
@@ -357,6 +368,53 @@ def load_tokenizer(spec: str | None = None, *, trust_remote_code: bool = False,
         return AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise ModelLoadError(_explain_load_failure(source, exc)) from exc
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+PICKLE_HINT = "pass --allow-pickle if you trust its source"
+
+
+def check_weights(folder: Path, allow_pickle: bool) -> None:
+    """Refuse a model folder whose only weights are pickles (unpickling can run code)."""
+    if allow_pickle or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelLoadError(f"{folder.name} has only pickle weights ({pickles[0]}), which can run "
+                             f"code when loaded: {PICKLE_HINT}")
+
+
+TEXT_KEY_MAPPING = {r"^language_model\.model\.": "model.", r"^language_model\.lm_head\.": "lm_head.",
+                    r"^model\.language_model\.": "model.", r"^language_model\.": "model."}
+"""Checkpoint names of a multimodal wrapper's language model -> the text-only model's names."""
+
+
+def _load_text_only(location: str, kwargs: dict[str, Any]) -> Any | None:
+    """The text model of a multimodal checkpoint (e.g. Gemma 3 4B), when transformers has a
+    causal-LM class for its text config and every weight of it is in the checkpoint; else None
+    (the caller loads what ``AutoModelForCausalLM`` gives)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    hub = {k: kwargs[k] for k in ("trust_remote_code", "local_files_only") if k in kwargs}
+    try:
+        config = AutoConfig.from_pretrained(location, **hub)
+    except Exception:
+        return None
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    mapping: Any = AutoModelForCausalLM._model_mapping
+    if text is config or type(config) not in mapping or type(text) not in mapping:
+        return None
+    wrapper, text_cls = mapping[type(config)], mapping[type(text)]
+    if wrapper is text_cls or not wrapper.__name__.endswith("ForConditionalGeneration"):
+        return None
+    try:
+        model, info = text_cls.from_pretrained(location, config=text, key_mapping=TEXT_KEY_MAPPING,
+                                               output_loading_info=True, **kwargs)
+    except Exception:
+        return None
+    if info.get("missing_keys") or info.get("mismatched_keys"):
+        return None
+    return model
 
 
 HUB_PROBE_S = 6.0
@@ -422,9 +480,13 @@ def _folder_hash(folder: Path) -> str | None:
     return "size:" + digest.hexdigest()
 
 
-def _explain_load_failure(source: ModelSource, exc: Exception) -> str:
+def _explain_load_failure(source: ModelSource, exc: Exception, allow_pickle: bool = False) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = str(exc).lower()
+    if not allow_pickle and "safetensors" in low and any(
+            k in low for k in ("does not appear to have", "no file named", "not found", "error no file")):
+        return (f"{source.location} has no safetensors weights, only pickle files, which can run "
+                f"code when loaded: {PICKLE_HINT}")
     if source.kind == "hub":
         if "trust_remote_code" in low:
             return f"{source.location} needs custom code: pass --trust-remote-code if you trust it"

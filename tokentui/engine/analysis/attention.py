@@ -137,6 +137,9 @@ def step_attention(backend: Any, ids: Sequence[int]) -> StepAttention:
 
     The backend reuses its KV cache, so only the newest position is computed.
     """
+    if not backend.capabilities.attention:
+        raise CapabilityError(f"{backend.capabilities.name} gives no attention weights: "
+                              f"{backend.capabilities.why_not('attention')}")
     out = backend.next_logits(list(ids), attention=True)
     if out.attention is None:
         raise ParameterError(f"{backend.capabilities.name} returned no attention weights")

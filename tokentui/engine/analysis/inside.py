@@ -100,8 +100,29 @@ class EmbeddingInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RotaryVariant:
+    """One of several rotary embeddings a model keeps (Gemma 3: local and global layers)."""
+
+    layer_type: str
+    """transformers' name for the layers that use it, e.g. ``sliding_attention``."""
+    layers: tuple[int, ...]
+    """0-based decoder layers that use it."""
+    base: float | None
+    attention_scaling: float
+    inv_freq: tuple[float, ...]
+    angle: tuple[float, ...]
+    cos: tuple[float, ...]
+    sin: tuple[float, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layer_type": self.layer_type, "layers": list(self.layers), "base": self.base,
+                "attention_scaling": self.attention_scaling, "inv_freq": list(self.inv_freq),
+                "angle": list(self.angle), "cos": list(self.cos), "sin": list(self.sin)}
+
+
+@dataclass(frozen=True, slots=True)
 class PositionInfo:
-    """The position signal at one index: ``rope``, ``learned`` or ``none``."""
+    """The position signal at one index: ``rope``, ``learned``, ``alibi`` or ``none``."""
 
     kind: str
     index: int
@@ -122,16 +143,27 @@ class PositionInfo:
     vector_norm: float | None = None
     token_plus_position: tuple[float, ...] = ()
     sum_norm: float | None = None
+    table_row: int | None = None
+    """The row of the learned table read for this position (OPT adds an offset of 2)."""
+    # rope with one embedding per layer type (the fields above hold the first layer's)
+    variants: tuple[RotaryVariant, ...] = ()
+    # alibi
+    slopes: tuple[float, ...] = ()
+    """Per head: the attention score to a key ``d`` positions back gets ``-slope * d``."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "index": self.index, "note": self.note}
         if self.kind == "rope":
             out.update(base=self.base, head_dim=self.head_dim, rope_type=self.rope_type,
                        attention_scaling=self.attention_scaling, inv_freq=list(self.inv_freq),
-                       angle=list(self.angle), cos=list(self.cos), sin=list(self.sin))
+                       angle=list(self.angle), cos=list(self.cos), sin=list(self.sin),
+                       variants=[v.to_json() for v in self.variants])
         elif self.kind == "learned":
             out.update(vector=list(self.vector), vector_norm=self.vector_norm,
-                       token_plus_position=list(self.token_plus_position), sum_norm=self.sum_norm)
+                       token_plus_position=list(self.token_plus_position), sum_norm=self.sum_norm,
+                       table_row=self.table_row)
+        elif self.kind == "alibi":
+            out.update(slopes=list(self.slopes))
         return out
 
 
@@ -299,9 +331,25 @@ def rotary_module(model: Any) -> torch.nn.Module | None:
     return None
 
 
-def _rope_base(config: Any) -> float | None:
+def sincos_table(model: Any) -> torch.Tensor | None:
+    """A GPT-J style ``[sin | cos]`` buffer in the first attention layer, if there is one."""
+    base = _base(model)
+    layers = getattr(base, "h", None)
+    if layers is None:
+        layers = getattr(base, "layers", None)
+    if layers is None or not len(layers):
+        return None
+    attn = getattr(layers[0], "attn", None)
+    table = getattr(attn, "embed_positions", None)
+    return table if isinstance(table, torch.Tensor) and table.dim() == 2 else None
+
+
+def _rope_base(config: Any, layer_type: str | None = None) -> float | None:
     params = getattr(config, "rope_parameters", None)
     if isinstance(params, dict):
+        if layer_type is not None and isinstance(params.get(layer_type), dict):
+            theta = params[layer_type].get("rope_theta")
+            return float(theta) if theta is not None else None
         if "rope_theta" in params:
             return float(params["rope_theta"])
         for value in params.values():  # per layer type (e.g. sliding / full attention)
@@ -309,6 +357,35 @@ def _rope_base(config: Any) -> float | None:
                 return float(value["rope_theta"])
     theta = getattr(config, "rope_theta", None)
     return float(theta) if theta is not None else None
+
+
+def _rope_type(rotary: Any, layer_type: str) -> str:
+    kind = getattr(rotary, "rope_type", "default")
+    if isinstance(kind, dict):
+        return str(kind.get(layer_type, "default"))
+    return str(kind)
+
+
+def uses_alibi(config: Any) -> bool:
+    """Bloom always; Falcon and MPT when their config turns it on."""
+    if getattr(config, "model_type", "") == "bloom":
+        return True
+    if getattr(config, "alibi", False) is True:
+        return True
+    attn = getattr(config, "attn_config", None)
+    return bool(getattr(attn, "alibi", False) if not isinstance(attn, dict) else attn.get("alibi"))
+
+
+def alibi_slopes(heads: int) -> tuple[float, ...]:
+    """ALiBi's per-head slopes (Press et al. 2022): a geometric series from ``2^(-8/n)``,
+    interleaved with the next power of two's when ``heads`` is not a power of two."""
+    closest = 2 ** math.floor(math.log2(heads))
+    base = 2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))
+    slopes = [base ** (i + 1) for i in range(closest)]
+    if closest != heads:
+        extra = 2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))
+        slopes += [extra ** (2 * i + 1) for i in range(min(closest, heads - closest))]
+    return tuple(slopes)
 
 
 def _text_config(model: Any) -> Any:
@@ -399,23 +476,22 @@ class Inspector:
     # -- position -------------------------------------------------------------------------
     def position(self, index: int, token_id: int) -> PositionInfo:
         base = _base(self.model)
+        config = _text_config(self.model)
         learned = _named(base, LEARNED_POSITION_NAMES)
         if learned is not None:
-            name, table = learned
-            if type(table) is not torch.nn.Embedding:
-                raise InsideError(f"position unavailable: {type(base).__name__}.{name} is a "
-                                     f"{type(table).__name__}, not a plain lookup table")
-            with torch.no_grad():
-                vec = table.weight[index].float()
-                summed = self.model.get_input_embeddings().weight[int(token_id)].float() + vec
-            return PositionInfo(kind="learned", index=index,
-                                note=f"learned absolute positions ({name}): row {index} is added to "
-                                     "the token's embedding before the first block",
-                                vector=tuple(vec.cpu().tolist()), vector_norm=float(vec.norm()),
-                                token_plus_position=tuple(summed.cpu().tolist()),
-                                sum_norm=float(summed.norm()))
+            return self._learned(index, token_id, *learned)
+        if uses_alibi(config):
+            heads = int(getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 0)
+            slopes = alibi_slopes(heads)
+            return PositionInfo(
+                kind="alibi", index=index, slopes=slopes,
+                note="ALiBi: no position vector is added and nothing is rotated; each head adds "
+                     "-slope x distance to its attention scores, so far tokens count less. Slopes "
+                     "per head: " + ", ".join(f"{v:.4g}" for v in slopes))
         rotary = rotary_module(self.model)
-        config = _text_config(self.model)
+        table = sincos_table(self.model) if rotary is None else None
+        if table is not None:
+            return self._sincos(index, table, config)
         if rotary is None:
             if _rope_base(config) is not None:
                 raise InsideError(f"position unavailable: the config names rotary embeddings "
@@ -423,29 +499,105 @@ class Inspector:
             return PositionInfo(kind="none", index=index,
                                 note="no position vector is added to the input and no rotary module "
                                      "was found; order reaches the model some other way (or not at all)")
-        inv_freq = getattr(rotary, "inv_freq", None)
-        if not isinstance(inv_freq, torch.Tensor):
-            raise InsideError(f"position unavailable: {type(rotary).__name__} has no inv_freq")
-        with self.backend.lock, torch.no_grad():
-            probe = torch.zeros(1, device=inv_freq.device, dtype=torch.float32)
-            try:
-                cos, sin = rotary(probe, position_ids=torch.tensor([[index]], device=inv_freq.device))
-            except TypeError as exc:
-                raise InsideError(f"position unavailable: {type(rotary).__name__} has an "
-                                     f"interface this view does not know ({exc})") from None
-            angle = index * inv_freq.float()
-        head_dim = int(cos.shape[-1])
+        variants = self._rotary_variants(rotary, index, config)
+        main = variants[0]
+        head_dim = len(main.cos)
+        note = ("rotary embeddings: no vector is added; inside every attention layer the query and "
+                f"key are rotated by an angle proportional to the position, in {head_dim // 2} pairs "
+                "of dimensions")
+        if len(variants) > 1:
+            note += "; this model keeps " + str(len(variants)) + " rotary embeddings: " + "; ".join(
+                f"{v.layer_type} (base {v.base:g}) in layers {', '.join(map(str, v.layers))}"
+                if v.base is not None else f"{v.layer_type} in layers {', '.join(map(str, v.layers))}"
+                for v in variants) + f" (the table shows {main.layer_type})"
+        return PositionInfo(
+            kind="rope", index=index, note=note, base=main.base, head_dim=head_dim,
+            rope_type=str(_rope_type(rotary, main.layer_type)),
+            attention_scaling=main.attention_scaling, inv_freq=main.inv_freq, angle=main.angle,
+            cos=main.cos, sin=main.sin, variants=variants if len(variants) > 1 else ())
+
+    def _sincos(self, index: int, table: torch.Tensor, config: Any) -> PositionInfo:
+        """GPT-J style: each attention layer keeps a ``(positions, rotary_dim)`` buffer of
+        ``[sin | cos]`` rows and rotates adjacent pairs of the first ``rotary_dim`` dimensions."""
+        if not (table.shape[0] > 1 and index < table.shape[0]):
+            raise InsideError(f"position unavailable: the rotary table has {table.shape[0]} rows")
+        half = table.shape[-1] // 2
+        with torch.no_grad():
+            row, one = table[index].float().cpu(), table[1].float().cpu()
+            sin, cos = row[:half], row[half:]
+            inv_freq = torch.atan2(one[:half], one[half:])  # the angle one position turns
+        rotary_dim = 2 * half
+        base = _rope_base(config)
+        if base is None and half > 1:  # inv_freq[j] = base ** (-2j / rotary_dim)
+            base = round(float(inv_freq[1].double() ** (-rotary_dim / 2)), 3)
         return PositionInfo(
             kind="rope", index=index,
-            note="rotary embeddings: no vector is added; inside every attention layer the query and "
-                 f"key are rotated by an angle proportional to the position, in {head_dim // 2} pairs "
-                 "of dimensions",
-            base=_rope_base(config), head_dim=head_dim,
-            rope_type=str(getattr(rotary, "rope_type", "default")),
-            attention_scaling=float(getattr(rotary, "attention_scaling", 1.0)),
-            inv_freq=tuple(inv_freq.float().cpu().tolist()), angle=tuple(angle.cpu().tolist()),
-            cos=tuple(cos.reshape(-1).float().cpu().tolist()),
-            sin=tuple(sin.reshape(-1).float().cpu().tolist()))
+            note=f"rotary embeddings on the first {rotary_dim} dimensions of each head, adjacent "
+                 "pairs (2j, 2j+1) rotated by an angle proportional to the position; the sin/cos "
+                 "table is a buffer inside every attention layer; no vector is added",
+            base=base, head_dim=rotary_dim, rope_type="default",
+            attention_scaling=1.0, inv_freq=tuple(inv_freq.tolist()),
+            angle=tuple((index * inv_freq).tolist()), cos=tuple(cos.tolist()) * 2,
+            sin=tuple(sin.tolist()) * 2)
+
+    def _learned(self, index: int, token_id: int, name: str, table: Any) -> PositionInfo:
+        base = _base(self.model)
+        offset = getattr(table, "offset", 0)
+        if not isinstance(table, torch.nn.Embedding) or not isinstance(offset, int) or (
+                type(table) is not torch.nn.Embedding and not offset):
+            raise InsideError(f"position unavailable: {type(base).__name__}.{name} is a "
+                              f"{type(table).__name__}, not a plain lookup table")
+        row = index + offset
+        with torch.no_grad():
+            vec = table.weight[row].float()
+            summed = self.model.get_input_embeddings().weight[int(token_id)].float() + vec
+        shift = f" (position {index} + offset {offset})" if offset else ""
+        return PositionInfo(kind="learned", index=index, table_row=row,
+                            note=f"learned absolute positions ({name}): row {row}{shift} is added "
+                                 "to the token's embedding before the first block",
+                            vector=tuple(vec.cpu().tolist()), vector_norm=float(vec.norm()),
+                            token_plus_position=tuple(summed.cpu().tolist()),
+                            sum_norm=float(summed.norm()))
+
+    def _rotary_variants(self, rotary: Any, index: int, config: Any) -> tuple[RotaryVariant, ...]:
+        """One entry per rotary embedding: a plain module has one ``inv_freq``; Gemma 3's keeps
+        ``<layer_type>_inv_freq`` per layer type and takes the type as an argument."""
+        layer_types = getattr(rotary, "layer_types", None)
+        config_types = list(getattr(config, "layer_types", None) or [])
+        kinds: list[str | None] = [None]
+        if isinstance(getattr(rotary, "inv_freq", None), torch.Tensor):
+            kinds = [None]
+        elif layer_types:
+            order = [t for t in dict.fromkeys(config_types) if t in layer_types]
+            kinds = order + [t for t in layer_types if t not in order]
+        else:
+            raise InsideError(f"position unavailable: {type(rotary).__name__} has no inv_freq")
+        out = []
+        n_layers = len(config_types) or int(getattr(config, "num_hidden_layers", 0) or 0)
+        for kind in kinds:
+            inv_freq = getattr(rotary, "inv_freq" if kind is None else f"{kind}_inv_freq", None)
+            if not isinstance(inv_freq, torch.Tensor):
+                raise InsideError(f"position unavailable: {type(rotary).__name__} has no inv_freq")
+            with self.backend.lock, torch.no_grad():
+                probe = torch.zeros(1, device=inv_freq.device, dtype=torch.float32)
+                pos = torch.tensor([[index]], device=inv_freq.device)
+                try:
+                    cos, sin = (rotary(probe, position_ids=pos) if kind is None
+                                else rotary(probe, pos, kind))
+                except TypeError as exc:
+                    raise InsideError(f"position unavailable: {type(rotary).__name__} has an "
+                                      f"interface this view does not know ({exc})") from None
+                angle = index * inv_freq.float()
+            scaling = getattr(rotary, "attention_scaling" if kind is None
+                              else f"{kind}_attention_scaling", 1.0)
+            layers = tuple(range(n_layers)) if kind is None else tuple(
+                i for i, t in enumerate(config_types) if t == kind)
+            out.append(RotaryVariant(
+                layer_type=kind or "all", layers=layers, base=_rope_base(config, kind),
+                attention_scaling=float(scaling), inv_freq=tuple(inv_freq.float().cpu().tolist()),
+                angle=tuple(angle.cpu().tolist()), cos=tuple(cos.reshape(-1).float().cpu().tolist()),
+                sin=tuple(sin.reshape(-1).float().cpu().tolist())))
+        return tuple(out)
 
     # -- logit lens -----------------------------------------------------------------------
     def lens_logits(self, hidden: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -643,25 +795,29 @@ def resolve_index(index: int, length: int) -> int:
     return resolved
 
 
-def position_output(session: Any, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(hidden (L+1, d), logits (vocab,), attention (layers, heads, index+1))`` at ``index``.
+def position_output(session: Any, index: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(hidden (L+1, d), logits (vocab,), attention (layers, heads, index+1))`` at ``index``
+    (attention None for a model without attention weights).
 
     The last position comes from ``session.next_output`` (kept for the next step); the position
     the newest step read from ``session.last_output`` when it holds both; any other position
     from one forward over its prefix.
     """
     ctx = session.context_ids()
+    has_attention = session.backend.capabilities.attention
     if index == len(ctx) - 1:
-        out = session.next_output(attention=True, hidden_states=True)
+        out = session.next_output(attention=has_attention, hidden_states=True)
         return out.hidden_states, out.logits, out.attention
     last = session.last_output
     if last is not None and last[0] == tuple(ctx[:index + 1]):
         out = last[1]
-        if out.hidden_states is not None and out.attention is not None:
+        if out.hidden_states is not None and (out.attention is not None or not has_attention):
             return out.hidden_states, out.logits, out.attention
-    full = Inspector(session.backend).forward(ctx[:index + 1], attention=True)
+    full = Inspector(session.backend).forward(ctx[:index + 1], attention=has_attention)
     hidden = torch.stack([h[0, -1].float().cpu() for h in full.hidden_states])
-    attention = torch.stack([a[0, :, -1].float().cpu() for a in full.attentions])
+    attention = (torch.stack([a[0, :, -1].float().cpu() for a in full.attentions])
+                 if has_attention else None)
     return hidden, full.logits[0, -1].float(), attention
 
 
@@ -701,7 +857,12 @@ def inspect(session: Any, index: int = -1, *, top_k: int = 5, strict: bool = Tru
                                                                lens=lens))
         else:
             missing["logit_lens"] = missing.pop("lens")
-        attempt("attention_by_layer", lambda: inspector.attention_by_layer(attention))
+        if attention is not None:
+            attempt("attention_by_layer", lambda: inspector.attention_by_layer(attention))
+        else:
+            # A view the architecture does not have: greyed with its reason, even in strict mode.
+            missing["attention_by_layer"] = (session.backend.capabilities.why_not("attention")
+                                             or "the backend returned no attention weights")
         n_prompt = len(session.prompt_ids)
         attempt("temperature_sweep", lambda: temperature_sweep(
             logits, ctx[:i + 1], ctx[n_prompt:i + 1], session.params, inspector.tokens))

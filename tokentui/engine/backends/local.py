@@ -1,21 +1,38 @@
-"""transformers in this process: one KV cache, cropped to the longest shared prefix.
+"""transformers in this process: one cache, cut back to the longest shared prefix.
 
-Rewinding, deleting and branching never recompute the shared prefix: the cache keeps the
-ids it was built from, and a request for another sequence crops it to their common
-prefix (``DynamicCache.crop``) and feeds only the rest.
+Rewinding, deleting and branching never recompute the shared prefix when the cache can be cut:
+the backend keeps the ids the cache was built from, and a request for another sequence cuts the
+cache to their common prefix and feeds only the rest. How it is cut depends on the cache kind
+(``CACHE_KINDS``):
+
+* ``attention`` (full attention, rotary, ALiBi or learned positions): ``DynamicCache.crop``.
+* ``sliding`` (Mistral, Gemma 2/3 local layers): transformers' sliding layers drop keys older
+  than the window and cannot be cropped past it, so the cache is built with full layers instead
+  (every key kept, the mask still applies the window): exact, and crops like ``attention``.
+* ``recurrent`` (Mamba, Mamba 2) and ``hybrid`` (Jamba, Bamba, ...): a recurrent state cannot be
+  run backwards. The backend keeps copies of the cache at every ``snapshot_every``-th position
+  and at the last few positions fed (keyed by the ids they saw, so they serve every branch);
+  a request restores the longest kept state that is a prefix of it and feeds the tokens from
+  there one at a time: a branch costs at most ``snapshot_every`` extra tokens, or a recompute
+  from the start when the fork lies inside the prompt.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from tokentui.engine.backends.base import BackendOutput, Capabilities
-from tokentui.engine.errors import ContextOverflowError
+from tokentui.engine.errors import CapabilityError, ContextOverflowError
 from tokentui.engine.models import LoadedModel
+
+CACHE_KINDS = ("attention", "sliding", "recurrent", "hybrid")
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -26,8 +43,50 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+def cache_kind(model: Any) -> str:
+    """Which of ``CACHE_KINDS`` the model's default cache is (read from transformers' own layers)."""
+    from transformers.cache_utils import CacheLayerMixin, LinearAttentionCacheLayerMixin
+
+    layers = _cache_layers(model)
+    recurrent = [isinstance(layer, LinearAttentionCacheLayerMixin) for layer in layers]
+    attention = [isinstance(layer, CacheLayerMixin) for layer in layers]
+    if any(recurrent):
+        return "hybrid" if any(attention) else "recurrent"
+    if any(getattr(layer, "is_sliding", False) for layer in layers):
+        return "sliding"
+    return "attention"
+
+
+def _cache_layers(model: Any) -> list[Any]:
+    from transformers import DynamicCache
+
+    return list(DynamicCache(config=model.config).layers)
+
+
+def attention_layers(model: Any) -> int:
+    """How many layers have attention (all of them but a hybrid's recurrent ones)."""
+    from transformers.cache_utils import CacheLayerMixin
+
+    return sum(isinstance(layer, CacheLayerMixin) for layer in _cache_layers(model))
+
+
+def architecture_name(model: Any) -> str:
+    """``Mamba``, ``Llama``, ...: the model class without its causal-LM suffix."""
+    name = type(model).__name__
+    for suffix in ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration"):
+        name = name.removesuffix(suffix)
+    return name or type(model).__name__
+
+
 class LocalBackend:
-    """A transformers causal LM with a reusable KV cache."""
+    """A transformers causal LM with a reusable cache."""
+
+    snapshot_every = 16
+    """Recurrent and hybrid models: keep the recurrent state at every N-th position."""
+    recent_snapshots = 4
+    """... and at the last N positions fed (re-rolling the newest steps costs one step)."""
+    max_snapshots = 48
+    """At most this many kept states (least recently used off-grid ones go first)."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
@@ -44,15 +103,32 @@ class LocalBackend:
         self.eos_token_ids = frozenset(int(e) for e in eos_list if e is not None)
         layers = getattr(text_config, "num_hidden_layers", None) or getattr(text_config, "n_layer", None)
         heads = getattr(text_config, "num_attention_heads", None) or getattr(text_config, "n_head", None)
-        self.capabilities = Capabilities(name=f"local · {loaded.name}", max_context=self.max_context,
-                                         layers=int(layers) if layers else None,
-                                         heads=int(heads) if heads else None)
+        self.cache_kind = cache_kind(self.model)
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "past_key_values" if "past_key_values" in params else "cache_params"
+        if self.cache_kind == "recurrent":
+            arch = architecture_name(self.model)
+            self.capabilities = Capabilities(
+                name=f"local · {loaded.name}", max_context=self.max_context,
+                layers=int(layers) if layers else None, heads=None, attention=False,
+                reasons=(("attention", f"{arch} is a recurrent model: it has no attention weights"),))
+        else:
+            if self.cache_kind == "hybrid":
+                # The attention pane offers the layers that have attention weights.
+                layers = attention_layers(self.model) or layers
+            self.capabilities = Capabilities(name=f"local · {loaded.name}", max_context=self.max_context,
+                                             layers=int(layers) if layers else None,
+                                             heads=int(heads) if heads else None)
         self.device = torch.device(loaded.device) if loaded.device != "meta" else torch.device("cpu")
         self.lock = threading.RLock()
         self._cache: Any = None
         self._cache_ids: list[int] = []
+        self._snapshots: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        """Recurrent and hybrid models: copies of the whole cache by the ids it had seen (LRU)."""
         self.forward_tokens = 0
         """How many token positions went through the model (for tests and benchmarks)."""
+        self.restores = 0
+        """How many times a kept recurrent state was restored (for tests)."""
 
     @property
     def input_device(self) -> torch.device:
@@ -62,6 +138,7 @@ class LocalBackend:
         with self.lock:
             self._cache = None
             self._cache_ids = []
+            self._snapshots.clear()
 
     def cancel(self) -> None:
         """Nothing to abort: a local forward pass ends by itself (the engine checks its stop
@@ -73,52 +150,113 @@ class LocalBackend:
                 f"the sequence has {n} tokens but the model's context is {self.max_context}"
             )
 
+    # -- the cache ---------------------------------------------------------------------------
+    def _new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        if self.cache_kind == "sliding":
+            # Full layers: every key kept, so a crop past the window is exact (the mask still
+            # applies the window from the config).
+            return DynamicCache()
+        return DynamicCache(config=self.model.config)
+
+    def _snapshot(self, ids: Sequence[int]) -> None:
+        key = tuple(ids)
+        self._snapshots[key] = copy.deepcopy(self._cache)
+        self._snapshots.move_to_end(key)
+        recent = {tuple(ids[:n]) for n in range(max(1, len(ids) - self.recent_snapshots + 1),
+                                                len(ids) + 1)}
+        while len(self._snapshots) > self.max_snapshots:
+            victim = next((k for k in self._snapshots if k not in recent and len(k) % self.snapshot_every),
+                          next(k for k in self._snapshots if k not in recent))
+            del self._snapshots[victim]
+
+    def _cut(self, ids: list[int], keep: int) -> int:
+        """Cut the cache back so it holds ``ids[:n]`` for some ``n <= len(ids) - 1``; returns n."""
+        held = len(self._cache_ids)
+        if keep >= held:
+            return held
+        if self.cache_kind in ("attention", "sliding"):
+            self._cache.crop(keep - held)
+            return keep
+        best: tuple[int, ...] = ()
+        for key in self._snapshots:
+            if len(best) < len(key) < len(ids) and tuple(ids[:len(key)]) == key:
+                best = key
+        if not best:
+            self._cache = self._new_cache()
+            return 0
+        self._cache = copy.deepcopy(self._snapshots[best])
+        self._snapshots.move_to_end(best)
+        self.restores += 1
+        return len(best)
+
     def next_logits(
         self, ids: Sequence[int], *, attention: bool = False, hidden_states: bool = False
     ) -> BackendOutput:
-        from transformers import DynamicCache
-
         ids = [int(i) for i in ids]
         if not ids:
             raise ValueError("next_logits needs at least one token")
         self.check_length(len(ids))
+        attention = attention and self.capabilities.attention
         with self.lock, torch.no_grad():
             keep = min(common_prefix(self._cache_ids, ids), len(ids) - 1)
-            if self._cache is None or keep == 0:
-                self._cache = DynamicCache(config=self.model.config)
-                keep = 0
-            elif keep < self._cache.get_seq_length():
-                self._cache.crop(keep - self._cache.get_seq_length())
-            new = torch.tensor([ids[keep:]], device=self.input_device)
             try:
-                out = self._forward(new, attention=attention, hidden_states=hidden_states)
+                if self._cache is None or (keep == 0 and self.cache_kind in ("attention", "sliding")):
+                    self._cache = self._new_cache()
+                    start = 0
+                else:
+                    start = self._cut(ids, keep)
+                self._cache_ids = ids[:start]
+                out = self._feed(ids, start, attention=attention, hidden_states=hidden_states)
             except BaseException:
-                self._cache = None
-                self._cache_ids = []
+                self.reset()
                 raise
             self._cache_ids = ids
-            self.forward_tokens += new.shape[1]
             result = BackendOutput(logits=out.logits[0, -1].float())
-            if attention and out.attentions:
+            attentions = getattr(out, "attentions", None)
+            if attention and attentions:
                 result.attention = torch.stack(
-                    [layer[0, :, -1, :].float().cpu() for layer in out.attentions]
+                    [layer[0, :, -1, :].float().cpu() for layer in attentions]
                 )
-            if hidden_states and out.hidden_states:
-                result.hidden_states = torch.stack(
-                    [h[0, -1, :].float().cpu() for h in out.hidden_states]
-                )
+            states = getattr(out, "hidden_states", None)
+            if hidden_states and states:
+                result.hidden_states = torch.stack([h[0, -1, :].float().cpu() for h in states])
             return result
 
+    def _feed(self, ids: list[int], start: int, *, attention: bool, hidden_states: bool) -> Any:
+        """Feed ``ids[start:]``. A recurrent state is advanced one token at a time (transformers'
+        Mamba gives wrong outputs for several tokens fed onto a kept state) and kept at grid
+        positions and at the last few positions."""
+        recurrent = self.cache_kind in ("recurrent", "hybrid")
+        stops = [len(ids)]
+        if recurrent and start > 0:
+            stops = list(range(start + 1, len(ids) + 1))
+        out = None
+        at = start
+        for stop in stops:
+            new = torch.tensor([ids[at:stop]], device=self.input_device)
+            last = stop == len(ids)
+            out = self._forward(new, attention=attention and last, hidden_states=hidden_states and last)
+            self.forward_tokens += stop - at
+            at = stop
+            if recurrent and (stop % self.snapshot_every == 0 or stop > len(ids) - self.recent_snapshots):
+                self._snapshot(ids[:stop])
+        return out
+
     def _forward(self, new: torch.Tensor, *, attention: bool, hidden_states: bool) -> Any:
+        kwargs: dict[str, Any] = {"input_ids": new, self._cache_arg: self._cache, "use_cache": True,
+                                  "output_hidden_states": hidden_states}
         if not attention:
-            return self.model(input_ids=new, past_key_values=self._cache, use_cache=True,
-                              output_hidden_states=hidden_states)
+            return self.model(**kwargs)
         with eager_attention(self.model):
-            return self.model(input_ids=new, past_key_values=self._cache, use_cache=True,
-                              output_attentions=True, output_hidden_states=hidden_states)
+            return self.model(**kwargs, output_attentions=True)
 
     def attention_matrix(self, ids: Sequence[int]) -> torch.Tensor:
         """``(layers, heads, T, T)`` attention of a whole sequence (one uncached forward)."""
+        if not self.capabilities.attention:
+            raise CapabilityError(f"{self.capabilities.name} gives no attention weights: "
+                                  f"{self.capabilities.why_not('attention')}")
         self.check_length(len(ids))
         with self.lock, torch.no_grad(), eager_attention(self.model):
             out = self.model(input_ids=torch.tensor([list(ids)], device=self.input_device),
