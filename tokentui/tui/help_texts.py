@@ -316,6 +316,33 @@ EXPLANATIONS: dict[str, Explanation] = {
              "1. A dot means the token comes at or after the output token and cannot drive it.",
         formula="cell = |score(context token, output token)| / max over the column",
     ),
+    "score": Explanation(
+        title="Score a text",
+        shows="A text the model did not write, read by the model token by token: each token's "
+              "probability given everything before it, its rank among all candidates, and the "
+              "model's top alternatives there. The text becomes the current branch as given "
+              "tokens; this list shows its most surprising tokens.",
+        read="A token of rank 1 is what the model expected; a high rank or a low p is a surprise. "
+             "The stream shows the tokens by rank bucket (1, 2-10, 11-100, 101-1000, beyond). "
+             "enter moves to a surprise; there, up/down and enter on an alternative branch the "
+             "text at that token and n/g continue it: what the model would have written instead. "
+             "The first token has nothing before it, so it has no probability.",
+        formula="surprisal = -log2 p(token | text before it);  perplexity = exp(mean -ln p)",
+    ),
+    "lockstep": Explanation(
+        title="Two models in lockstep",
+        shows="The current branch read by two models at once (A, this session's model, and B, "
+              "chosen in the model dialog): both top-10 side by side, each candidate with its "
+              "rank under the other model, and per token how far apart the two distributions are.",
+        read="KL(A||B) is how surprised B is by A's distribution, in bits; it is 0 only when they "
+             "agree. Jensen-Shannon is the symmetric version, between 0 and 1 bit. Overlap counts "
+             "the tokens the two top-10 share. The strip has one cell per token, taller (or "
+             "stronger) where JS is larger; j/k jump to the next largest divergence, d swaps "
+             "which model picks the tokens. With a server on either side the numbers are "
+             "estimated from the tokens the server returned.",
+        formula="KL(A||B) = sum_i pA(i) log2(pA(i)/pB(i));  JS = KL(A||M)/2 + KL(B||M)/2, "
+                "M = (pA + pB)/2",
+    ),
     "graph": Explanation(
         title="3D attention graph",
         shows="e writes the attention of the sequence as an HTML page: tokens are points, an "

@@ -315,9 +315,9 @@ def token_stats(div: Divergence, token_id: int, *, full_a: bool, full_b: bool
     ids = torch.tensor([token_id])
     out: list[Any] = []
     for lp, full in ((la, full_a), (lb, full_b)):
-        p = lp.exp()
+        probs = lp.exp()
         listed = full or bool(torch.isfinite(lp[token_id]))
-        out.append((float(p[token_id]), _rank(p, ids)[0]) if listed else (None, None))
+        out.append((float(probs[token_id]), _rank(probs, ids)[0]) if listed else (None, None))
     return out[0][0], out[1][0], out[0][1], out[1][1]
 
 

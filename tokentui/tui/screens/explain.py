@@ -49,6 +49,8 @@ SCREENS: dict[str, str] = {
     "InsideScreen": "inside",
     "ModelScreen": "model",
     "SaveScreen": "save",
+    "ScoreScreen": "score",
+    "LockstepScreen": "lockstep",
 }
 """Screen class name -> explanation id (by name, so no screen needs importing or editing)."""
 DEFAULT_PANE = "token_stream"
