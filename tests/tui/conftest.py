@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from tokentui.engine.params import SamplingParams
@@ -56,7 +58,5 @@ async def finished(app) -> None:
     writes the status line, which the tests read), not the test's to raise."""
     from textual.worker import WorkerFailed
 
-    try:
+    with contextlib.suppress(WorkerFailed):
         await app.workers.wait_for_complete()
-    except WorkerFailed:
-        pass

@@ -6,7 +6,7 @@ import contextlib
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,10 @@ from tokentui.cli.runtime import load_backend, model_config, parse_ids, run_conf
 from tokentui.engine import launch
 from tokentui.engine.errors import ParameterError
 from tokentui.heatmap import attribution_table, heatmap
+
+if TYPE_CHECKING:
+    from tokentui.engine.backends.base import Backend
+    from tokentui.engine.session import Session
 
 PromptArg = Annotated[str, typer.Argument(help="The prompt text.", show_default=False)]
 CompletionIds = Annotated[str | None, typer.Option(
@@ -33,19 +37,19 @@ def register(app: typer.Typer) -> None:
 
 
 # ----- building sessions --------------------------------------------------------------------
-def session_over(backend: Any, text: str, opts: SharedOptions, completion_ids: Sequence[int]) -> Any:
+def session_over(backend: Backend, text: str, opts: SharedOptions, completion_ids: Sequence[int]) -> Any:
     """A session on an already loaded backend, with the given completion forced."""
     return launch.open_session(run_config(opts, text), backend, completion_ids=completion_ids)
 
 
-def complete(session: Any, completion_ids: Sequence[int], max_new: int | None) -> None:
+def complete(session: Session, completion_ids: Sequence[int], max_new: int | None) -> None:
     """Generate ``max_new`` tokens unless the completion was given."""
     if not completion_ids and max_new:
         for _ in session.generate(max_new_tokens=max_new):
             pass
 
 
-def llm_id(backend: Any) -> str:
+def llm_id(backend: Backend) -> str:
     loaded = backend.loaded
     return loaded.name if loaded is not None else backend.capabilities.name
 
@@ -137,7 +141,7 @@ def attribute(
     render.console().print(attribution_table(from_json(data)))
 
 
-def association_json(session: Any, prompt: str, config: Any, progress: Any = None) -> dict[str, Any]:
+def association_json(session: Session, prompt: str, config: Any, progress: Any = None) -> dict[str, Any]:
     from tokentui.engine.analysis.attribution import association_matrix
 
     matrix = association_matrix(session.backend, session.context_ids(), len(session.prompt_ids),

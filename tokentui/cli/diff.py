@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -17,6 +17,7 @@ from tokentui.engine.launch import ModelConfig, read_source_file
 
 if TYPE_CHECKING:
     from tokentui.engine.analysis.lockstep import LockstepSummary, StepDivergence
+    from tokentui.engine.backends.base import Backend
 
 MODEL_B_PANEL = "Model B"
 
@@ -112,7 +113,7 @@ def diff(
         out.print(summary_text(summary, rows))
 
 
-def backend_label(backend: Any) -> str:
+def backend_label(backend: Backend) -> str:
     """The model's name with its dtype (a local model), or the server's name."""
     loaded = backend.loaded
     return f"{loaded.name} ({loaded.dtype})" if loaded is not None else backend.capabilities.name

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tokentui.engine.errors import CapabilityError, ParameterError
 from tokentui.engine.prompts import TokenTable
 from tokentui.engine.results import Token
+
+if TYPE_CHECKING:
+    from tokentui.engine.backends.base import Backend
 
 Weights = tuple[tuple[float, ...], ...]
 
@@ -111,7 +114,7 @@ def to_rows(matrix: torch.Tensor) -> Weights:
     return tuple(tuple(float(v) for v in row) for row in matrix.tolist())
 
 
-def full_attention(backend: Any, ids: Sequence[int]) -> torch.Tensor:
+def full_attention(backend: Backend, ids: Sequence[int]) -> torch.Tensor:
     """``(L, H, T, T)`` on CPU for a whole sequence: one eager forward under the backend lock."""
     if not backend.capabilities.attention:
         raise CapabilityError(f"{backend.capabilities.name} gives no attention weights: "
@@ -121,7 +124,7 @@ def full_attention(backend: Any, ids: Sequence[int]) -> torch.Tensor:
     return backend.attention_matrix(list(ids))
 
 
-def attention_matrix(backend: Any, ids: Sequence[int], *, layer: int | None = -1,
+def attention_matrix(backend: Backend, ids: Sequence[int], *, layer: int | None = -1,
                      head: int | None = None, att: torch.Tensor | None = None) -> AttentionMatrix:
     """The attention map of ``ids`` for one layer (or all) and one head (or the mean)."""
     att = full_attention(backend, ids) if att is None else att
@@ -132,7 +135,7 @@ def attention_matrix(backend: Any, ids: Sequence[int], *, layer: int | None = -1
                            n_heads=int(att.shape[1]))
 
 
-def step_attention(backend: Any, ids: Sequence[int]) -> StepAttention:
+def step_attention(backend: Backend, ids: Sequence[int]) -> StepAttention:
     """The last token's attention (layers x heads x seq) from one cached step.
 
     The backend reuses its KV cache, so only the newest position is computed.

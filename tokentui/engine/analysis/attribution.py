@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from tokentui.engine.analysis import attention as attn
 from tokentui.engine.errors import Cancelled, CapabilityError, ParameterError
 from tokentui.engine.prompts import TokenTable
 from tokentui.engine.results import Token
+
+if TYPE_CHECKING:
+    from tokentui.engine.backends.base import Backend
 
 Progress = Callable[[int, int], None]
 """``progress(done_rows, total_rows)`` after each batch of the association matrix."""
@@ -374,7 +377,7 @@ def _cpu_copy(model: Any) -> Any:
     return _CPU_COPIES[model]
 
 
-def _run_gradient(backend: Any, work: Callable[[Any], _Batch]) -> tuple[_Batch, str, str | None]:
+def _run_gradient(backend: Backend, work: Callable[[Any], _Batch]) -> tuple[_Batch, str, str | None]:
     """Run on the model's device; where that device cannot do it, on a CPU copy with a note."""
     if not backend.capabilities.gradients or backend.model is None:
         raise CapabilityError(f"{backend.capabilities.name} cannot compute gradients: "
@@ -393,7 +396,7 @@ def _run_gradient(backend: Any, work: Callable[[Any], _Batch]) -> tuple[_Batch, 
 
 
 # ----- public API ----------------------------------------------------------------------------
-def attribute_token(backend: Any, context_ids: Sequence[int], target_position: int,
+def attribute_token(backend: Backend, context_ids: Sequence[int], target_position: int,
                     method: str | AttributionConfig = "saliency", **options: Any) -> TokenAttribution:
     """Scores of the token at ``target_position`` over every token before it.
 
@@ -417,7 +420,7 @@ def attribute_token(backend: Any, context_ids: Sequence[int], target_position: i
         device=matrix.device, note=matrix.note, elapsed_ms=matrix.elapsed_ms)
 
 
-def association_matrix(backend: Any, ids: Sequence[int], n_input: int,
+def association_matrix(backend: Backend, ids: Sequence[int], n_input: int,
                        config: AttributionConfig | None = None, *,
                        progress: Progress | None = None,
                        cancel: threading.Event | None = None) -> AssociationMatrix:
@@ -453,7 +456,7 @@ class _Rows:
     elapsed_ms: float
 
 
-def _compute(backend: Any, ids: list[int], positions: list[int], cfg: AttributionConfig,
+def _compute(backend: Backend, ids: list[int], positions: list[int], cfg: AttributionConfig,
              progress: Progress | None, cancel: threading.Event | None) -> _Rows:
     t0 = time.perf_counter()
     backend.check_length(len(ids))
@@ -500,7 +503,7 @@ def _compute(backend: Any, ids: list[int], positions: list[int], cfg: Attributio
                  device, note, (time.perf_counter() - t0) * 1000)
 
 
-def _attention_rows(backend: Any, ids: list[int], positions: list[int], method: str
+def _attention_rows(backend: Backend, ids: list[int], positions: list[int], method: str
                     ) -> tuple[tuple[float, ...], ...]:
     """One eager forward over the longest prefix; row ``p - 1`` scores target ``p``."""
     att = attn.full_attention(backend, ids[:max(positions)])

@@ -18,7 +18,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,6 +28,10 @@ from tokentui.engine.errors import TokentuiError
 from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import TokenTable, token_bytes
 from tokentui.engine.results import Token
+
+if TYPE_CHECKING:
+    from tokentui.engine.backends.base import Backend
+    from tokentui.engine.session import Session
 
 LN2 = math.log(2.0)
 NEAREST = 8
@@ -397,7 +401,7 @@ def _text_config(model: Any) -> Any:
 class Inspector:
     """Computes the Inside panes from one local backend's model (caches the embedding norms)."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Backend) -> None:
         model = backend.model
         if model is None or not backend.capabilities.hidden_states:
             raise InsideError("this backend gives no access to the model's internals "
@@ -713,7 +717,8 @@ class Inspector:
         self.backend.check_length(len(ids))
         ctx = eager_attention(self.model) if attention else contextlib.nullcontext()
         with self.backend.lock, torch.no_grad(), ctx:
-            out = self.model(input_ids=torch.tensor([list(ids)], device=self.backend.input_device),
+            device = self.model.get_input_embeddings().weight.device
+            out = self.model(input_ids=torch.tensor([list(ids)], device=device),
                              use_cache=False, output_hidden_states=True, output_attentions=attention)
         if not out.hidden_states:
             raise InsideError("logit lens unavailable: the model returned no hidden states")
@@ -795,7 +800,7 @@ def resolve_index(index: int, length: int) -> int:
     return resolved
 
 
-def position_output(session: Any, index: int
+def position_output(session: Session, index: int
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(hidden (L+1, d), logits (vocab,), attention (layers, heads, index+1))`` at ``index``
     (attention None for a model without attention weights).
@@ -808,6 +813,8 @@ def position_output(session: Any, index: int
     has_attention = session.backend.capabilities.attention
     if index == len(ctx) - 1:
         out = session.next_output(attention=has_attention, hidden_states=True)
+        if out.hidden_states is None:
+            raise InsideError("this backend returned no hidden states")
         return out.hidden_states, out.logits, out.attention
     last = session.last_output
     if last is not None and last[0] == tuple(ctx[:index + 1]):
@@ -821,7 +828,7 @@ def position_output(session: Any, index: int
     return hidden, full.logits[0, -1].float(), attention
 
 
-def inspect(session: Any, index: int = -1, *, top_k: int = 5, strict: bool = True,
+def inspect(session: Session, index: int = -1, *, top_k: int = 5, strict: bool = True,
             inspector: Inspector | None = None) -> InsideReport:
     """Every Inside pane for one position of the session's current branch.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -40,6 +40,9 @@ from tokentui.tui.widgets.inside_panes import (
     piece,
 )
 
+if TYPE_CHECKING:
+    from tokentui.engine.backends.base import Backend
+
 LENS_TOP_K = 6
 """Guesses per layer asked of the engine; the lens pane shows as many as fit its width."""
 COMPACT_WIDTH, COMPACT_HEIGHT = 100, 30
@@ -51,7 +54,7 @@ _inspectors: weakref.WeakKeyDictionary[Any, Inspector] = weakref.WeakKeyDictiona
 """One Inspector per backend (it caches the embedding norms and neighbours)."""
 
 
-def inspector_for(backend: Any) -> Inspector:
+def inspector_for(backend: Backend) -> Inspector:
     """The backend's Inspector, built once (raises InsideError for a remote backend)."""
     try:
         found = _inspectors.get(backend)
