@@ -24,7 +24,7 @@ METAVARS = {"<str>": "TEXT", "<list[str]>": "TEXT", "<float>": "FLOAT", "<int>":
 
 def _metavar(text: str) -> str:
     for raw, name in METAVARS.items():
-        text = text.replace(raw, name)
+        text = text.replace(raw, name).replace(raw[:-1] + " range>", name)
     return text
 
 
@@ -89,7 +89,7 @@ class PlainHelpGroup(core.TyperGroup):
         for name in self.list_commands(ctx):
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit=80)))
+                rows.append((name, command.get_short_help_str(limit=300)))
         if rows:
             with formatter.section(COMMANDS_PANEL):
                 formatter.write_dl(rows)
