@@ -125,8 +125,15 @@ class TokenStream(VerticalScroll, can_focus=True):
 
     def append(self, step: StepResult) -> None:
         """One new token; the cursor follows when it was on the newest token or the next slot."""
+        self.extend([step])
+
+    def extend(self, steps: list[StepResult]) -> None:
+        """New tokens, laid out once for all of them (a run draws a batch per redraw); the
+        cursor follows when it was on the newest token or the next slot."""
+        if not steps:
+            return
         follow = self.cursor >= 0 and self.cursor >= len(self.steps) - 1  # a prompt cursor stays
-        self.steps.append(step)
+        self.steps.extend(steps)
         if follow:
             self.set_reactive(TokenStream.cursor, len(self.steps) - 1)
             self.post_message(self.CursorMoved(self.cursor, False))
