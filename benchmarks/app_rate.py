@@ -35,12 +35,14 @@ sys.path.insert(0, str(ROOT))
 
 PROMPT = "Write a long story about a lighthouse keeper."
 MODES = ("bands", "probability", "entropy", "rank")
+CHECKOUT = ROOT
+"""Where the CLI and the tmux app run from (``--root``: an older checkout, for before/after)."""
 
 
 def cli_ms_per_token(n: int) -> float:
     cmd = [sys.executable, "-m", "tokentui", "generate", PROMPT, "--greedy", "--ignore-eos",
            "-n", str(n), "--jsonl"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=CHECKOUT)
     stamps = []
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -102,7 +104,7 @@ def tmux_ms_per_token(n: int, presses: int) -> tuple[float, list[float]]:
 
     latencies: list[float] = []
     args = ["-p", PROMPT, "--greedy", "--ignore-eos", "-n", str(n)]
-    with TmuxApp(args, width=120, height=40) as app:
+    with TmuxApp(args, width=120, height=40, cwd=CHECKOUT) as app:
         app.wait_for("ready:", timeout=180)
         time.sleep(1.0)
         app.send_keys("g")
@@ -135,7 +137,12 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=5, help="key presses timed per app run")
     parser.add_argument("--no-tmux", action="store_true")
     parser.add_argument("--no-headless", action="store_true")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="run the CLI and the tmux app from this checkout (e.g. before a change); "
+                             "the headless run always uses this one")
     args = parser.parse_args()
+    global CHECKOUT
+    CHECKOUT = args.root.resolve()
     rows: dict[str, list[float]] = {"cli": [], "headless": [], "tmux": []}
     keys: dict[str, list[float]] = {"headless": [], "tmux": []}
     for r in range(args.rounds):
