@@ -219,3 +219,14 @@ def test_fit_line_cuts_with_an_ellipsis():
     assert len(short) <= 50 and "…" in short and short.endswith("cpu")
     assert short.startswith("branch 1/1 · 9.1 tok/s · a-very")
     assert len(fit_line(parts, 10)) <= 10
+
+
+async def test_status_line_is_cut_with_an_ellipsis(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        status = app.query_one(StatusLine)
+        status.info("word " * 40)
+        await pilot.pause()
+        line = "".join(segment.text for segment in status.render_line(0)).rstrip()
+        assert line.endswith("…") and len(line) <= 80 and line.lstrip().startswith("word word")
