@@ -230,3 +230,24 @@ async def test_status_line_is_cut_with_an_ellipsis(make_app):
         await pilot.pause()
         line = "".join(segment.text for segment in status.render_line(0)).rstrip()
         assert line.endswith("…") and len(line) <= 80 and line.lstrip().startswith("word word")
+
+
+def test_compare_titles_never_wrap():
+    from rich.console import Console
+
+    from tokentui.tui.screens.compare import _top
+
+    table = _top(None, None, "B top-10 (took " + "x" * 60 + ")")
+    console = Console(width=60, record=True, color_system=None)
+    console.print(table)
+    lines = console.export_text().splitlines()
+    assert lines[0].startswith("B top-10") and lines[0].rstrip().endswith("…")
+    assert "token" in lines[2]  # the table starts right under its one-line title (after its rule)
+
+
+def test_branch_text_is_cut_at_its_start_with_an_ellipsis():
+    from tokentui.tui.screens.branches import tail
+
+    assert tail("short", 40) == "short"
+    cut = tail("a" * 30 + "the end of a long branch", 20)
+    assert len(cut) == 20 and cut.startswith("…") and cut.endswith("long branch")
