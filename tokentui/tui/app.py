@@ -59,8 +59,10 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 110, 30
 """Below either, the side panes (parameters, attention, chart) move behind ``v``."""
 CHART_INTERVAL_S = 0.5
 """Charts redraw at most this often while generating."""
-REDRAW_INTERVAL_S = 0.1
-"""During a run the panes redraw at most this often (10 Hz); the last step is always drawn."""
+REDRAW_INTERVAL_S = 0.2
+"""During a run the panes redraw at most this often (5 Hz); the last step is always drawn.
+Each redraw costs the UI thread a screen update, holding the GIL the engine thread needs
+between torch operations (py-spy --gil at 10 Hz: the UI thread held it a third of a run)."""
 ATTENTION_DEBOUNCE_S = 0.3
 SIDE_TABS = ("tab-params", "tab-attention", "tab-chart", "tab-constraint")
 

@@ -259,6 +259,9 @@ class TokenStream(VerticalScroll, can_focus=True):
         self.cells = cells
         text = Text("\n").join(lines)
         text.no_wrap = True
+        # A new layout of the screen only when the text gets taller or shorter (a run adds
+        # tokens to the last line most of the time): a layout costs the UI thread far more.
+        grew = len(lines) != len(self.rendered.plain.split("\n")) or not self.rendered.plain
         self.rendered = text
-        self._text.update(text)
+        self._text.update(text, layout=grew)
         self.call_after_refresh(self.scroll_to_region, Region(0, cursor_line, 1, 1), animate=False)
