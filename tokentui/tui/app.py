@@ -31,11 +31,13 @@ from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Checkbox, Footer, Header, Input, Select, TabbedContent, TabPane, TextArea
+from textual.widgets._select import SelectOverlay
 from textual.worker import Worker, WorkerState
 
 from tokentui.engine import launch
 from tokentui.engine.backends.base import Backend
+from tokentui.engine.chat import turn_start
 from tokentui.engine.engine_thread import EngineWorker
 from tokentui.engine.errors import TokentuiError
 from tokentui.engine.launch import RunConfig
@@ -75,8 +77,29 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 110, 30
 """Below either, the side panes (parameters, attention, chart) move behind ``v``."""
 CHART_INTERVAL_S = 0.5
 """Charts redraw at most this often while generating."""
+REDRAW_INTERVAL_S = 0.2
+"""During a run the panes redraw at most this often (5 Hz); the last step is always drawn.
+Each redraw costs the UI thread a screen update, holding the GIL the engine thread needs
+between torch operations (py-spy --gil at 10 Hz: the UI thread held it a third of a run)."""
 ATTENTION_DEBOUNCE_S = 0.3
 SIDE_TABS = ("tab-params", "tab-attention", "tab-chart", "tab-constraint")
+
+
+def fit_line(parts: list[str], width: int, sep: str = " · ") -> str:
+    """Join ``parts``; when that is wider than ``width``, cut the longest part with ``…``
+    (never a part cut without a mark)."""
+    parts = list(parts)
+    while len(line := sep.join(parts)) > width:
+        longest = max(range(len(parts)), key=lambda i: len(parts[i]))
+        over = len(line) - width
+        keep = len(parts[longest]) - over - 1
+        if keep < 4:
+            if len(parts) == 1:
+                return parts[0][: max(0, width - 1)] + "…" if width > 0 else ""
+            parts.pop(longest)
+            continue
+        parts[longest] = parts[longest][:keep] + "…"
+    return line
 
 
 @dataclass
@@ -140,6 +163,14 @@ class TokenApp(App[None]):
         self._last_chart = 0.0
         self._run_started = 0.0
         self._run_tokens = 0
+        self._run_total = 0
+        """Tokens the run in progress may add at most (the status line's denominator)."""
+        self._pending: list[StepResult] = []
+        """Steps of the run in progress not drawn yet (drawn together, at most 10 times a second)."""
+        self._charts_stale = False
+        """The chart tab is hidden: it redraws when it comes into view."""
+        self._distribution: tuple[Distribution | None, str] = (None, "")
+        """What the distribution chart shows (kept while the chart tab is hidden)."""
         self._asking = False
         self.autosave = AutosaveController(self)
         self.sessions = SessionControl(self)
@@ -178,6 +209,7 @@ class TokenApp(App[None]):
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width, event.size.height)
+        self.update_header()
 
     def _fit(self, width: int, height: int) -> None:
         """Small terminals: one column; the side panes come up with ``v``."""
@@ -251,7 +283,7 @@ class TokenApp(App[None]):
             return
         self.view = await self.engine.call(self._snapshot)
         self.query_one(TokenStream).set_tokens(self.view.prompt_tokens, self.view.steps, cursor)
-        self.query_one(EntropyChart).show(self.view.steps)
+        self._draw_entropy()
         self.update_header()
         self.request_attention()
 
@@ -260,16 +292,25 @@ class TokenApp(App[None]):
         session = self.session
         assert session is not None
         self.generating = True
-        self._run_started, self._run_tokens = self.clock(), 0
+        self._run_started, self._run_tokens, self._pending = self.clock(), 0, []
+        branch = session.current
+        self._run_total = max(0, session.params.max_new_tokens - (len(branch) - turn_start(branch.steps)))
+        self._say_generating()
         last: StepResult | None = None
         count = 0
+        # The steps arrive as fast as the engine makes them; the panes redraw at a bounded
+        # rate (the UI thread's time and the GIL are the engine's too).
+        redraw = self.set_interval(REDRAW_INTERVAL_S, self._draw_pending, name="redraw")
         try:
             async for step in self.engine.stream(lambda cancel: session.generate(stop_event=cancel)):
                 last, count = step, count + 1
-                self.post_message(StepComputed(step))
+                self._run_tokens = count
+                self._pending.append(step)
         finally:
-            self.generating = False
+            redraw.stop()
             seconds = self.clock() - self._run_started
+            self._draw_pending()  # the last step is always drawn
+            self.generating = False
             reason = last.finish_reason if last else None
             self.post_message(RunFinished(reason, count, seconds))
 
@@ -315,6 +356,7 @@ class TokenApp(App[None]):
         pane = self.query_one(AttentionPane)
         if self.session is None:
             return
+        pane.computing()
         weights, tokens = await self.engine.call(self._attention_layer, pane.layer)
         pane.set_weights(weights, tokens=tokens)
         self._focus_attention()
@@ -340,22 +382,51 @@ class TokenApp(App[None]):
             pane.configure(caps.layers, caps.heads)
 
     def on_step_computed(self, message: StepComputed) -> None:
-        self._run_tokens += 1
-        self.query_one(TokenStream).append(message.step)
-        if self.view is not None:
-            self.view.steps.append(message.step)
-            self.view.n_tokens_all += 1
-        now = self.clock()
-        if self.generating:
-            elapsed = now - self._run_started
-            self.tokens_per_s = self._run_tokens / elapsed if elapsed > 0 else 0.0
-        if not self.generating or now - self._last_chart > CHART_INTERVAL_S:
-            self._last_chart = now
-            self.query_one(EntropyChart).show(self.query_one(TokenStream).steps)
-        if not self.generating:
-            self.request_attention()
+        """One step (``n``) outside a run: draw it at once."""
+        self._add_steps([message.step])
+        self._draw_entropy()
+        self.request_attention()
         if (line := step_status(message.step)) is not None:
             self.query_one(StatusLine).info(line)
+
+    def _add_steps(self, steps: list[StepResult]) -> None:
+        self.query_one(TokenStream).extend(steps)
+        if self.view is not None:
+            self.view.steps.extend(steps)
+            self.view.n_tokens_all += len(steps)
+
+    def _draw_pending(self) -> None:
+        """Draw the steps a run made since the last redraw (one layout for all of them)."""
+        steps, self._pending = self._pending, []
+        if not steps:
+            return
+        self._add_steps(steps)
+        now = self.clock()
+        elapsed = now - self._run_started
+        self.tokens_per_s = self._run_tokens / elapsed if elapsed > 0 else 0.0
+        if now - self._last_chart > CHART_INTERVAL_S:
+            self._last_chart = now
+            self._draw_entropy()
+        notes = [line for step in steps if (line := step_status(step)) is not None]
+        self._say_generating(notes[-1] if notes else None)
+
+    def _say_generating(self, note: str | None = None) -> None:
+        """``generating 23/128 · 9.1 tok/s · esc stops`` (tokens/s over the run so far)."""
+        line = f"generating {self._run_tokens}/{self._run_total}"
+        if self._run_tokens:
+            line += f" · {self.tokens_per_s:.1f} tok/s"
+        line += " · esc stops"
+        self.query_one(StatusLine).info(f"{line} · {note}" if note else line)
+
+    def charts_visible(self) -> bool:
+        return self._side_tab_visible("tab-chart")
+
+    def _draw_entropy(self) -> None:
+        """The entropy chart, or a note to draw it once the Chart tab is shown."""
+        if self.charts_visible():
+            self.query_one(EntropyChart).show(self.query_one(TokenStream).steps)
+        else:
+            self._charts_stale = True
 
     async def on_run_finished(self, message: RunFinished) -> None:
         if message.seconds > 0 and message.tokens:
@@ -364,7 +435,8 @@ class TokenApp(App[None]):
         why = {"eos": "end of sequence", "stop": "stop sequence", "length": "max tokens reached",
                "constraint": "constraint finished"}.get(message.reason or "", "stopped")
         self.query_one(StatusLine).info(
-            f"generated {message.tokens} tokens in {message.seconds:.1f} s: {why}")
+            f"generated {message.tokens} tokens in {message.seconds:.1f} s "
+            f"({self.tokens_per_s:.1f} tok/s): {why}")
 
     def on_token_stream_cursor_moved(self, message: TokenStream.CursorMoved) -> None:
         stream = self.query_one(TokenStream)
@@ -382,8 +454,13 @@ class TokenApp(App[None]):
         if self.model_off:  # the panes grey out and say so (sessions.py)
             dist, chosen, title = None, None, "model off: ctrl+l turns it on"
         self.query_one(AlternativesTable).show(dist, chosen, title)
-        self.explain_invalid(dist, self.query_one(TokenStream).cursor)
-        self.query_one(DistributionChart).show(dist, title)
+        if self._side_tab_visible("tab-constraint") or not self.generating:
+            self.explain_invalid(dist, self.query_one(TokenStream).cursor)
+        self._distribution = (dist, title)
+        if self.charts_visible():
+            self.query_one(DistributionChart).show(dist, title)
+        else:
+            self._charts_stale = True
 
     def on_token_stream_alternative_move(self, message: TokenStream.AlternativeMove) -> None:
         self.query_one(AlternativesTable).move_selection(message.delta)
@@ -487,7 +564,16 @@ class TokenApp(App[None]):
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:
+        self._redraw_side()
+
+    def _redraw_side(self) -> None:
+        """A side tab came into view: draw what was skipped while it was hidden."""
         self.request_attention()
+        if self._charts_stale and self.charts_visible():
+            self._charts_stale = False
+            self.query_one(EntropyChart).show(self.query_one(TokenStream).steps)
+            dist, title = self._distribution
+            self.query_one(DistributionChart).show(dist, title)
 
     def failure_prefix(self, group: str) -> str:
         """What a failure in ``group`` leaves as it was (said before the reason)."""
@@ -560,17 +646,23 @@ class TokenApp(App[None]):
     async def step_once(self) -> None:
         session = self.session
         assert session is not None
-        started = self.clock()
         step = await self.engine.call(session.step)
-        elapsed = self.clock() - started
-        self.tokens_per_s = 1.0 / elapsed if elapsed > 0 else 0.0
-        self.post_message(StepComputed(step))
+        self.post_message(StepComputed(step))  # tokens/s stay those of the last run
 
     def action_generate(self) -> None:
         if not self.busy():
             self.run_generation()
 
     def action_stop(self) -> None:
+        """``escape``: leave an input (the focus goes to the token stream, so the next key acts
+        as a key), stop a run, or clear an attribution."""
+        focused = self.focused
+        if focused is not None and not isinstance(focused, TokenStream | AlternativesTable) and \
+                isinstance(focused, Input | TextArea | Select | SelectOverlay | Checkbox):
+            self.query_one(TokenStream).focus()
+            if not self.generating:
+                self.query_one(StatusLine).info("left the input: keys act again (tab goes back)")
+                return
         if self.generating:
             self.engine.cancel()
             self.query_one(StatusLine).info("stopping…")
@@ -643,7 +735,7 @@ class TokenApp(App[None]):
 
     def action_toggle_side(self) -> None:
         self.query_one("#body").toggle_class("-show-side")
-        self.request_attention()
+        self._redraw_side()
 
     def action_next_tab(self) -> None:
         """Cycle the side tabs (Params, Attention, Chart, Constraint) from the keyboard; on a
@@ -654,7 +746,7 @@ class TokenApp(App[None]):
         body = self.query_one("#body")
         if body.has_class("-compact") and not body.has_class("-show-side"):
             body.add_class("-show-side")
-        self.request_attention()
+        self._redraw_side()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -789,13 +881,14 @@ class TokenApp(App[None]):
         parts = []
         if self.view is not None:
             parts.append(f"branch {self.view.branch_index}/{self.view.branch_count}")
-        parts.append(f"{self.tokens_per_s:.1f} tok/s")
+        if self.tokens_per_s > 0:
+            parts.append(f"{self.tokens_per_s:.1f} tok/s")
         parts.append(self.model_name)
         if self.device:
             parts.append(self.device)
         if self.session is not None and (constraint := self.session.constraint) is not None:
             parts.append(constraint.description)
-        self.sub_title = " · ".join(parts)
+        self.sub_title = fit_line(parts, self.size.width - len(self.title) - 22)  # icon, clock space, " — "
 
     def watch_tokens_per_s(self) -> None:
         self.update_header()
@@ -804,9 +897,12 @@ class TokenApp(App[None]):
         self.query_one(TokenStream).set_class(generating, "-generating")
 
     def attention_visible(self) -> bool:
+        return self._side_tab_visible("tab-attention")
+
+    def _side_tab_visible(self, tab: str) -> bool:
         body = self.query_one("#body")
         side_shown = not body.has_class("-compact") or body.has_class("-show-side")
-        return side_shown and self.query_one(TabbedContent).active == "tab-attention"
+        return side_shown and self.query_one(TabbedContent).active == tab
 
     def request_attention(self) -> None:
         """Mark the weights stale; fetch them (debounced) only if the pane is on screen."""
@@ -920,10 +1016,30 @@ def build_app(config: RunConfig, session_file: str | None = None,
                     session_file=session_file, constraint=config.constraint, score_file=score_file)
 
 
+def leave_ui_a_core() -> None:
+    """Torch's intra-op threads: one fewer than the cores (at least one), so the UI thread
+    keeps a core while the model runs; ``TOKENTUI_TORCH_THREADS`` overrides the count."""
+    import os
+
+    import torch
+
+    wanted = os.environ.get("TOKENTUI_TORCH_THREADS", "")
+    threads = int(wanted) if wanted.isdigit() and int(wanted) > 0 else max(1, (os.cpu_count() or 1) - 1)
+    torch.set_num_threads(threads)
+
+
 def run_app(config: RunConfig, session_file: str | None = None, score_file: str | None = None) -> None:
     """Build the app from a RunConfig and run it (the model loads inside the app)."""
     from tokentui.engine.persist.session_file import autosave_dir
 
     app = build_app(config, session_file, score_file)
+    if config.model.backend == "local":
+        build = app.backend_factory
+
+        def factory(progress: Callable[[str, float | None], None] | None = None) -> Any:
+            leave_ui_a_core()  # on the engine thread, before the model loads
+            return build(progress=progress)
+
+        app.backend_factory = factory
     app.data_dir = autosave_dir()  # autosaves and recent models (tests leave it None)
     app.run()

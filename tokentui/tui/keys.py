@@ -31,6 +31,7 @@ class Key:
     short: str = ""
     """The footer's label (shown in the footer when ``footer`` is set)."""
     footer: bool = False
+    """Shown in the footer: only the few that fit at 80 columns (the help and palette list all)."""
     command: str = ""
     """The command palette's title ("" = not in the palette)."""
     palette_action: str | None = None
@@ -68,7 +69,7 @@ KEYS: tuple[Key, ...] = (
         "Move and branch", command="Branch with the selected alternative", palette_action="choose"),
     Key(("backspace",), "delete the last token", "Move and branch",
         command="Delete last token", palette_action="delete_last"),
-    Key(("f",), "force a text (it is tokenised and appended)", "Generate", "force", "Force", True,
+    Key(("f",), "force a text (it is tokenised and appended)", "Generate", "force", "Force", False,
         "Force text"),
     Key(("b",), "branch list: switch, rename, delete", "Move and branch", "branches", "Branches",
         True, "Branches"),
@@ -81,17 +82,17 @@ KEYS: tuple[Key, ...] = (
     Key(("right_curly_bracket",), "attention: next head (and the mean of all heads)", "Panes",
         "head(1)", "Head+", command="Next head"),
     Key(("c",), "cycle the colours: bands, probability, entropy, rank", "Panes", "colour_mode",
-        "Colours", True, "Cycle colours"),
+        "Colours", False, "Cycle colours"),
     Key(("v",), "small terminals: show the side panes (parameters, attention, chart)", "Panes",
         "toggle_side", "Side panes", command="Side panes"),
     Key(("t",), "next side tab: Params, Attention, Chart, Constraint", "Panes", "next_tab", "Tab",
-        True, "Next side tab"),
+        False, "Next side tab"),
     Key(("tab", "shift+tab"), "focus the next / previous pane", "Panes"),
     Key(("ctrl+p",), "command palette: every action by name", "App"),
     Key(("i",), "inside the model at the token under the cursor (left / right: other tokens)",
         "Analysis", "inside", "Inside", True, "Inside the model"),
     Key(("f1",), "explain the focused pane: what it shows, how to read it, the formula", "Panes",
-        "explain", "Explain", True, "Explain this pane", priority=True),
+        "explain", "Explain", False, "Explain this pane", priority=True),
     Key(("ctrl+s",), "save the session (asks for a path the first time); it is also autosaved",
         "Sessions and models", "save_session", "Save", command="Save session"),
     Key(("ctrl+o",), "model: a hub id, a folder, a .gguf file or an inference server "
@@ -105,11 +106,11 @@ KEYS: tuple[Key, ...] = (
     Key(("C",), "compare two branches side by side from their fork", "Sessions and models",
         "compare", "Compare", command="Compare branches"),
     Key(("x",), "jump to the next critical token (where it could most easily have gone "
-        "otherwise)", "Move and branch", "next_critical", "Critical", True, "Next critical token"),
+        "otherwise)", "Move and branch", "next_critical", "Critical", False, "Next critical token"),
     Key(("X",), "explore: branch at the N most critical positions automatically, as a tree",
         "Sessions and models", "explore", "Explore", command="Explore"),
     Key(("a",), "attribution: colour earlier tokens by how much they drove the cursor's token "
-        "(again: clear)", "Analysis", "attribute", "Attribute", True, "Attribute"),
+        "(again: clear)", "Analysis", "attribute", "Attribute", False, "Attribute"),
     Key(("A",), "cycle the attribution method: saliency, input x gradient, IG, SHAP, attention",
         "Analysis", "attribution_method", "Method", command="Attribution method"),
     Key(("o",), "attribution options: method, per-token reduction (l2/sum), IG steps, baseline",

@@ -20,6 +20,14 @@ from textual.widgets import DataTable, Footer, Input, Static
 from tokentui.engine.session import BranchInfo
 from tokentui.tui.styling import token_text, visible
 
+TEXT_TAIL = 40
+"""Characters of a branch's text shown (its end: where branches differ)."""
+
+
+def tail(text: str, width: int) -> str:
+    """The last ``width`` characters, marked ``…`` where the start was cut."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
 
 def _prob(p: float | None) -> str:
     return "" if p is None else f"{p:.1%}"
@@ -84,7 +92,7 @@ class BranchesScreen(ModalScreen[None]):
                 Text(_prob(info.parent_p_final)),
                 Text(str(info.length)),
                 Text(info.finish_reason or ""),
-                Text(visible(info.text)[-40:]),
+                Text(tail(visible(info.text), TEXT_TAIL)),
                 key=str(info.id),
             )
         table.move_cursor(row=current_row, animate=False)

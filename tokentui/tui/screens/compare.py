@@ -47,8 +47,14 @@ def fork_table(cmp: BranchComparison) -> Table:
     return table
 
 
+def one_line(title: str) -> Text:
+    """A table title that never wraps: cut with ``…`` at the table's width, so a long title
+    cannot push its table down below its neighbour's."""
+    return Text(title, no_wrap=True, overflow="ellipsis")
+
+
 def _top(dist: Distribution | None, chosen: int | None, title: str) -> Table:
-    table = Table(title=title, title_justify="left", pad_edge=False)
+    table = Table(title=one_line(title), title_justify="left", pad_edge=False)
     table.add_column("token")
     table.add_column("p_final", justify="right")
     for c in dist.candidates[:10] if dist else ():
@@ -61,7 +67,7 @@ def step_detail(row: ComparedStep) -> Table:
     """Both top-10 at one position side by side, and the mass that moved from A to B."""
     grid = Table.grid(padding=(0, 3))
     a, b = row.a, row.b
-    shifts = Table(title="p_base moved A → B", title_justify="left", pad_edge=False)
+    shifts = Table(title=one_line("p_base moved A → B"), title_justify="left", pad_edge=False)
     shifts.add_column("token")
     shifts.add_column("A", justify="right")
     shifts.add_column("B", justify="right")

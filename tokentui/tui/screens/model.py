@@ -23,6 +23,7 @@ from textual.widgets import Button, Checkbox, Input, Label, OptionList, Select, 
 
 from tokentui.engine.errors import TokentuiError
 from tokentui.engine.launch import DTYPES, ModelConfig
+from tokentui.tui.widgets.tickbox import TickBox
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "mps")
 """Offered as completions; any ``cuda:N`` is accepted."""
@@ -74,7 +75,7 @@ class ModelScreen(ModalScreen[ModelConfig | None]):
                                  id="model-dtype")
                     yield Label("device map")
                     yield Input(placeholder="none (e.g. auto)", id="model-device-map")
-                yield Checkbox("trust remote code (runs the model's own Python code)", False,
+                yield TickBox("trust remote code (runs the model's own Python code)", False,
                                id="model-trust")
                 yield Static(Text(TRUST_WARNING), id="model-trust-warning")
             with Vertical(id="model-server"):

@@ -21,6 +21,8 @@ from textual.widget import Widget
 from tokentui.engine.results import Token
 from tokentui.tui.styling import token_text
 
+COMPUTING = "computing…"
+"""What the pane says while the weights are computed (after a run, a step, a move)."""
 TOP_KEYS = 3
 """Keys named in the caption line."""
 ROW_LABEL = 6
@@ -78,6 +80,17 @@ class AttentionPane(Widget):
         self.stale = False
         self._retitle()
         self.refresh()
+
+    def computing(self) -> None:
+        """The weights for the current sequence are being computed: say so."""
+        self.weights = None
+        self.message = COMPUTING
+        self.refresh()
+
+    def message_lines(self, width: int) -> list[Text]:
+        """The message wrapped to ``width`` (whole words; never a sentence cut off)."""
+        text = Text(self.message, style="#6e7681 italic")
+        return list(text.wrap(self.app.console, max(1, width)))
 
     def unavailable(self, reason: str) -> None:
         self.add_class("-unavailable")
@@ -220,9 +233,14 @@ class AttentionPane(Widget):
         width = self.size.width
         matrix = self.matrix()
         if matrix is None:
-            if y == 0:
-                text = Text(self.message, style="#6e7681 italic")
-                return self._line(list(text.render(self.app.console)), width)
+            lines = self.message_lines(width)
+            if y < len(lines):
+                line = lines[y]
+                if y == self.size.height - 1 and len(lines) > y + 1:  # no room: say so with …
+                    line.truncate(max(1, width - 1))
+                    line.append("…")
+                line.end = ""
+                return Strip(list(line.render(self.app.console))).crop(0, width).adjust_cell_length(width)
             return Strip.blank(width, BLANK)
         if self.has_caption and y == self.size.height - 1:
             caption = self.caption()

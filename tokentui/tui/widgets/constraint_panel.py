@@ -22,6 +22,7 @@ from textual.widgets import Button, Checkbox, Select, Static, TextArea
 
 from tokentui.engine.results import StepResult
 from tokentui.engine.session import Session
+from tokentui.tui.widgets.tickbox import TickBox
 
 KIND_OPTIONS: tuple[tuple[str, str], ...] = (
     ("choice (one option a line)", "choice"),
@@ -116,7 +117,7 @@ class ConstraintPanel(Vertical):
         yield TextArea(text, id="constraint-text", soft_wrap=True, compact=True,
                        placeholder=PLACEHOLDERS[kind])
         with Horizontal(classes="constraint-row"):
-            yield Checkbox("on", self.wanted, compact=True, id="constraint-on")
+            yield TickBox("on", self.wanted, compact=True, id="constraint-on")
             yield Button("Apply", compact=True, id="constraint-apply")
         yield Static(Text("off" if not self.wanted else "applies when the model is ready"),
                      id="constraint-info")

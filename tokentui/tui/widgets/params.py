@@ -17,6 +17,7 @@ from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from tokentui.engine.errors import ParameterError
 from tokentui.engine.params import PRESETS, SamplingParams, apply_preset
+from tokentui.tui.widgets.tickbox import TickBox
 
 
 def _optional_int(text: str) -> int | None:
@@ -48,6 +49,14 @@ FIELDS: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
 """Field name, label and parser of each text input."""
 
 
+def preset_of(params: SamplingParams) -> str | None:
+    """The preset ``params`` are (every field the preset sets matches), or None."""
+    for name in PRESETS:
+        if apply_preset(params, name) == params:
+            return name
+    return None
+
+
 def _shown(params: SamplingParams, name: str) -> str:
     value = getattr(params, name)
     if name == "stop":
@@ -72,16 +81,17 @@ class ParamsPanel(VerticalScroll):
         """Field name -> why its text is not used."""
 
     def compose(self):
-        yield Select([(name, name) for name in PRESETS], prompt="preset", id="preset",
-                     compact=True, allow_blank=True)
+        yield Select([(name, name) for name in PRESETS], prompt="preset: custom", id="preset",
+                     compact=True, allow_blank=True,
+                     **({"value": name} if (name := preset_of(self.params)) else {}))
         for name, label, _ in FIELDS:
             with Horizontal(classes="param-row"):
                 yield Label(label, classes="param-label")
                 yield Input(_shown(self.params, name), id=f"param-{name}", compact=True,
                             select_on_focus=False)
         with Horizontal(classes="param-row"):
-            yield Checkbox("greedy", self.params.greedy, id="param-greedy", compact=True)
-            yield Checkbox("ignore EOS", self.params.ignore_eos, id="param-ignore_eos", compact=True)
+            yield TickBox("greedy", self.params.greedy, id="param-greedy", compact=True)
+            yield TickBox("ignore EOS", self.params.ignore_eos, id="param-ignore_eos", compact=True)
         yield Static(Text(""), id="param-error")
 
     def on_mount(self) -> None:
@@ -129,4 +139,17 @@ class ParamsPanel(VerticalScroll):
         error.set_class(bool(self.errors), "-shown")
         if params != self.params:
             self.params = params
+            self._show_preset()
             self.post_message(self.Changed(params))
+
+    def _show_preset(self) -> None:
+        """The preset box names the preset in force ("custom" once a field departs from it)."""
+        select = self.query_one("#preset", Select)
+        name = preset_of(self.params)
+        if (select.is_blank() and name is None) or select.value == name:
+            return
+        with self.prevent(Select.Changed):
+            if name is None:
+                select.clear()
+            else:
+                select.value = name

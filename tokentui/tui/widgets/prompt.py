@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import Checkbox, Input, TextArea
 
 from tokentui.engine.prompts import PromptSpec
+from tokentui.tui.widgets.tickbox import TickBox
 
 
 class PromptEditor(TextArea):
@@ -49,7 +50,7 @@ class PromptPane(Vertical):
         with Horizontal(id="prompt-options"):
             yield Input(self.committed.system or "", placeholder="system prompt (optional)",
                         id="prompt-system", compact=True)
-            yield Checkbox("chat template", self.committed.chat_template, id="prompt-chat",
+            yield TickBox("chat template", self.committed.chat_template, id="prompt-chat",
                            compact=True)
 
     def on_mount(self) -> None:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widgets import Static
 
 
 class StatusLine(Static):
-    """One line; state as CSS classes (``-loading``, ``-error``)."""
+    """One line; state as CSS classes (``-loading``, ``-error``).
+
+    Its size never changes (one line, the full width), so an update repaints it without a
+    layout of the whole screen: during a run it changes several times a second.
+    """
+
+    def update(self, content: Any = "", *, layout: bool = False) -> None:
+        super().update(content, layout=layout)
 
     def info(self, message: str) -> None:
         self.set_classes("")

@@ -125,8 +125,15 @@ class TokenStream(VerticalScroll, can_focus=True):
 
     def append(self, step: StepResult) -> None:
         """One new token; the cursor follows when it was on the newest token or the next slot."""
+        self.extend([step])
+
+    def extend(self, steps: list[StepResult]) -> None:
+        """New tokens, laid out once for all of them (a run draws a batch per redraw); the
+        cursor follows when it was on the newest token or the next slot."""
+        if not steps:
+            return
         follow = self.cursor >= 0 and self.cursor >= len(self.steps) - 1  # a prompt cursor stays
-        self.steps.append(step)
+        self.steps.extend(steps)
         if follow:
             self.set_reactive(TokenStream.cursor, len(self.steps) - 1)
             self.post_message(self.CursorMoved(self.cursor, False))
@@ -252,6 +259,9 @@ class TokenStream(VerticalScroll, can_focus=True):
         self.cells = cells
         text = Text("\n").join(lines)
         text.no_wrap = True
+        # A new layout of the screen only when the text gets taller or shorter (a run adds
+        # tokens to the last line most of the time): a layout costs the UI thread far more.
+        grew = len(lines) != len(self.rendered.plain.split("\n")) or not self.rendered.plain
         self.rendered = text
-        self._text.update(text)
+        self._text.update(text, layout=grew)
         self.call_after_refresh(self.scroll_to_region, Region(0, cursor_line, 1, 1), animate=False)
