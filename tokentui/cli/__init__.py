@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-from typer._click import exceptions as click
 import typer
+from typer._click import exceptions as click
 
 from tokentui.cli import analysis, inside, sessions, tokens
 from tokentui.cli.options import SharedOptions, shared_options

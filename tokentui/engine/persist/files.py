@@ -8,8 +8,11 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tokentui.engine.errors import TokentuiError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -76,3 +79,76 @@ def json_text(data: Any, *, indent: int | None = None,
     ``cat`` of the output shows them instead of running them."""
     return escape_json_text(json.dumps(json_safe(data), ensure_ascii=False, allow_nan=False,
                                        indent=indent, separators=separators))
+
+
+# ----- overwriting -------------------------------------------------------------------------
+class OverwriteError(TokentuiError):
+    """A writer was pointed at a file it must not replace (another kind of file, a folder...)."""
+
+
+HEAD_BYTES = 64 * 1024
+
+
+def describe_head(head: bytes) -> str:
+    """What a file seems to be, from its first bytes (for a refusal message)."""
+    text = head.lstrip()
+    if not text:
+        return "an empty file"
+    if text.startswith(b'{"format":"tokentui-session"') or b'"format": "tokentui-session"' in text[:200]:
+        return "a tokentui session file"
+    if b"\x00" in head:
+        return "binary data"
+    lower = text[:200].lower()
+    if lower.startswith((b"<!doctype html", b"<html", b"<!--")):
+        return "an HTML page"
+    if text[:1] in (b"{", b"["):
+        return "JSON"
+    return "a text file"
+
+
+def check_overwrite(path: Path, *, kind: str, is_own: Callable[[bytes], bool],
+                    force: bool = False) -> None:
+    """Raise OverwriteError unless ``path`` may be (re)written as a ``kind``.
+
+    A missing or empty file, or one this writer made before (``is_own`` of its first bytes),
+    may be replaced; anything else only with ``force`` (``--force``). A folder, a device or a
+    pipe never: they are not files to replace.
+    """
+    import stat
+
+    path = Path(path).expanduser()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise OverwriteError(f"cannot write {path}: the folder {path.parent} does not exist") from None
+        return
+    except OSError as exc:
+        raise OverwriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise OverwriteError(f"{path} is a folder, not a {kind}")
+    if not stat.S_ISREG(st.st_mode):
+        raise OverwriteError(f"{path} is not a regular file (a device, pipe or socket): not writing a {kind}")
+    if force or st.st_size == 0:
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        raise OverwriteError(f"cannot read {path} to check it: {exc.strerror or exc}") from None
+    if not is_own(head):
+        raise OverwriteError(f"not overwriting {path}: it is {describe_head(head)}, not a {kind} "
+                             f"(add --force to replace it)")
+
+
+def write_checked(path: Path, text: str, *, kind: str, is_own: Callable[[bytes], bool],
+                  force: bool = False) -> Path:
+    """:func:`check_overwrite`, then an atomic write; an OSError becomes one OverwriteError line
+    (a full disk or a read-only folder leaves the old file, or none, never half a file)."""
+    path = Path(path).expanduser()
+    check_overwrite(path, kind=kind, is_own=is_own, force=force)
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise OverwriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
