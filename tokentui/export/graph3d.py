@@ -17,6 +17,7 @@ import networkx as nx
 import numpy as np
 
 from tokentui.engine.errors import ParameterError
+from tokentui.engine.persist.files import write_checked
 from tokentui.engine.results import Token
 from tokentui.visible import visible
 
@@ -151,7 +152,8 @@ def build_figure(tokens: Sequence[Token], edges: Sequence[Edge], *, color_by: st
 
 def export_graph(tokens: Sequence[Token], attention: Any, path: str | Path, *,
                  layer: int | None = -1, all_layers: bool = False, head: int | None = None,
-                 threshold: float = 0.1, color_by: str = "layer", title: str = "") -> Path:
+                 threshold: float = 0.1, color_by: str = "layer", title: str = "",
+                 force: bool = False) -> Path:
     """Write the 3D attention graph of ``attention`` (``(L, H, T, T)``) to one offline HTML file.
 
     ``layer`` picks one layer (negative from the end; None averages the layers);
@@ -180,6 +182,14 @@ def export_graph(tokens: Sequence[Token], attention: Any, path: str | Path, *,
     fig = build_figure(tokens, edges, color_by=color_by, title=title, n_layers=n_layers)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(out, include_plotlyjs=True, full_html=True,
-                   config={"displaylogo": False, "responsive": True})
-    return out
+    page = fig.to_html(include_plotlyjs=True, full_html=True,
+                       config={"displaylogo": False, "responsive": True})
+    return write_checked(out, GRAPH_MARK + page, kind="graph page", is_own=is_graph_page, force=force)
+
+
+GRAPH_MARK = "<!-- tokentui attention graph -->\n"
+
+
+def is_graph_page(head: bytes) -> bool:
+    """Whether a file's first bytes are a graph page this command wrote (safe to replace)."""
+    return head.startswith(GRAPH_MARK.encode())
