@@ -118,7 +118,7 @@ def test_ctrl_c_during_generate_save_keeps_the_tokens(tmp_path, tiny_dir):
         first = proc.stdout.read(40)  # tokens are coming
         assert first
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130, err
