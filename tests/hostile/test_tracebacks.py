@@ -29,7 +29,8 @@ def good_file(two_branches, tmp_path):
 
 def test_deeply_nested_json_is_one_line_everywhere(cli, tmp_path, tiny_dir):
     deep = tmp_path / "deep.json"
-    deep.write_text('{"format":"tokentui-session","version":1,"prompt":' + "[" * 100_000 + "]" * 100_000 + "}")
+    nested = "[" * 100_000 + "]" * 100_000
+    deep.write_text('{"format":"tokentui-session","version":1,"prompt":' + nested + "}")
     for args in (["replay", deep, "--model", tiny_dir], ["export", deep], ["compare", deep],
                  ["generate", "Hi", "--model", tiny_dir, "-n", "1", "--save", deep]):
         r = cli(*args)

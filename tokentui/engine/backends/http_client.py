@@ -294,8 +294,9 @@ class JsonClient:
             sock = self._conn.sock if self._conn is not None else None
             if sock is not None:
                 sock.settimeout(min(left, self.timeout))
-            chunk = response.read1(64 * 1024)
+            chunk = response.read(64 * 1024)  # read(), not read1(): it closes the response at its end
             if not chunk:
+                response.close()
                 return b"".join(chunks)
             size += len(chunk)
             if size > self.max_body:
