@@ -138,9 +138,10 @@ def test_a_huge_body_is_capped():
         with pytest.raises(BackendError, match="more than the 8 MiB"):
             client.get("/v1/models")
         assert time.monotonic() - t0 < 30
-    with _server(status=lambda req: send(req, 200, None, raw=b"[" * 5000 + b"]" * 5000)) as srv:
-        with pytest.raises(BackendError, match="did not answer with JSON"):
-            JsonClient(srv.base_url, retries=0).get("/v1/models")
+    deep = b"[" * 5000 + b"]" * 5000
+    with _server(status=lambda req: send(req, 200, None, raw=deep)) as srv, \
+            pytest.raises(BackendError, match="did not answer with JSON"):
+        JsonClient(srv.base_url, retries=0).get("/v1/models")
 
 
 def test_a_server_that_trickles_meets_a_total_deadline():
