@@ -359,7 +359,12 @@ def _clean_error(kind: str, text: str, error: str) -> str:
     if kind == "regex":
         return f"invalid regex {text!r}: {detail or _POSITION.sub('', head)}"
     if kind == "json_schema":
-        return f"invalid JSON schema: {_POSITION.sub('', head)}"
+        head = _POSITION.sub("", head)
+        if head.endswith("regex parse error:"):  # the reason is on a later line: keep it
+            pattern = lines[1] if len(lines) > 2 else ""
+            return (f"invalid JSON schema: a pattern is not a valid regular expression: "
+                    f"{detail or 'parse error'}" + (f" in {pattern!r}" if pattern else ""))
+        return f"invalid JSON schema: {head}" + (f": {detail}" if detail and detail not in head else "")
     where = _POSITION.match(head)
     head = _POSITION.sub("", head).removesuffix("regex parse error:").strip().rstrip(":")
     if detail:
