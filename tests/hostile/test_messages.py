@@ -33,7 +33,8 @@ def test_seed_above_the_limit_names_the_limit(cli, tiny_dir):
 
 def test_replay_check_difference_keeps_spaces_and_never_passes_on_nan(cli, two_branches, tmp_path,
                                                                       tiny_dir):
-    from tokentui.engine.persist import replay, session_file as store
+    from tokentui.engine.persist import replay
+    from tokentui.engine.persist import session_file as store
 
     path = store.save(two_branches, tmp_path / "s.json")
     data = json.loads(path.read_text())
