@@ -323,6 +323,8 @@ def _grammar(kind: str, text: str) -> str:
                 and not guidance.get("whitespace_pattern"):
             defaults["whitespace_pattern"] = JSON_FLEXIBLE_WHITESPACE
             schema = {**schema, "x-guidance": {**guidance, "whitespace_pattern": JSON_FLEXIBLE_WHITESPACE}}
+        if not isinstance(schema, dict):  # llguidance's own message says what is wrong
+            return LLMatcher.grammar_from_json_schema(json.dumps(schema))
         return LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=defaults)
     except ValueError as exc:
         raise ConstraintError(f"invalid JSON schema: {_first_line(str(exc))}") from None
