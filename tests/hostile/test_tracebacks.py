@@ -102,3 +102,17 @@ def test_binary_grammar_file_is_one_line(cli, tmp_path, tiny_dir):
     g.write_bytes(b"\x7fELF\x00\x00\x01" * 20)
     r = cli("next", "Hi", "--grammar", g, "--model", tiny_dir)
     assert r.rc == 2 and "binary" in one_error_line(r.err)
+
+
+def test_the_app_builds_over_a_nested_session_file(tmp_path, tiny_dir):
+    """``tokentui --session deep.json`` used to crash before the app started (RecursionError)."""
+    from tokentui.engine.launch import ModelConfig, RunConfig
+    from tokentui.engine.persist import session_file as store
+    from tokentui.tui.app import build_app
+
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"format":"tokentui-session","version":1,"prompt":' + "[" * 50_000 + "]" * 50_000 + "}")
+    app = build_app(RunConfig(model=ModelConfig(spec=str(tiny_dir))), session_file=str(deep))
+    assert app is not None
+    with pytest.raises(store.SessionFileError, match="nested too deeply"):
+        store.load_session_file(deep)
