@@ -66,11 +66,15 @@ def cli(capfdbinary: pytest.CaptureFixture[bytes]) -> Callable[..., Run]:
 
     def run(*args: Any) -> Run:
         capfdbinary.readouterr()
+        saved = sys.argv
+        sys.argv = ["tokentui", *(str(a) for a in args)]  # main() reads argv like the script does
         try:
-            main([str(a) for a in args])
+            main()
             rc = 0
         except SystemExit as exc:
             rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = saved
         sys.stdout.flush()
         sys.stderr.flush()
         out, err = capfdbinary.readouterr()
