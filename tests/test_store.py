@@ -164,7 +164,7 @@ def test_damaged_structure(saved):
     assert "damaged" in _one_line_error(saved)
     del data["branches"][0]["steps"][1]["id"]
     saved.write_text(json.dumps(data))
-    assert "damaged: missing field 'id'" in _one_line_error(saved)
+    assert "damaged: step 1 of branch 0 has no 'id'" in _one_line_error(saved)
 
 
 def test_a_bad_file_is_never_overwritten(saved, tiny_session, tmp_path):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
+from typer._click import exceptions as click
 
 from tokentui.cli import analysis, diff, inside, score, sessions, tokens
 from tokentui.cli.help import use_plain_help
 from tokentui.cli.options import SharedOptions, fail, shared_options
 from tokentui.engine.errors import TokentuiError
+from tokentui.visible import one_line
 
 app = typer.Typer(
     name="tokentui",
@@ -59,5 +62,45 @@ def main_callback(
 use_plain_help(app)
 
 
-def main() -> None:
-    app()
+def _bad_argument(argv: list[str]) -> str | None:
+    """The first argument that is not valid UTF-8 (Python keeps its bytes as lone surrogates)."""
+    for i, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"argument {i} is not valid UTF-8 text: {one_line(arg)!s}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: every failure is one ``error:`` line (exit 2), never a traceback or a panel."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    bad = _bad_argument(args)
+    if bad:
+        typer.echo(f"error: {bad}", err=True)
+        sys.exit(2)
+    try:
+        rc = app(args=args, standalone_mode=False, prog_name="tokentui")
+    except click.UsageError as exc:  # also BadParameter, NoSuchOption, MissingParameter
+        where = exc.ctx.command_path if exc.ctx is not None else "tokentui"
+        typer.echo(f"error: {one_line(exc.format_message())} (see {where} --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        typer.echo(f"error: {one_line(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code else 2)
+    except (click.Abort, KeyboardInterrupt):
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except TokentuiError as exc:  # raised outside a command's own handler (the app launcher)
+        typer.echo(f"error: {one_line(exc)}", err=True)
+        sys.exit(2)
+    except RecursionError:
+        typer.echo("error: the input is nested too deeply to read", err=True)
+        sys.exit(2)
+    except MemoryError:
+        typer.echo("error: out of memory (the input is too large)", err=True)
+        sys.exit(2)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)

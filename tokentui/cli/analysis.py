@@ -94,6 +94,8 @@ def attribute(
     open_file: Annotated[Path | None, typer.Option(
         "--open", help="Show a saved attribution (attribute --json, or J in the app) as the "
         "heatmap again; loads no model.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --batch: replace files in --out that are not attribution JSON.")] = False,
     *,
     opts: SharedOptions,
 ) -> None:
@@ -123,7 +125,7 @@ def attribute(
             raise ParameterError("--batch needs --out DIR for the JSON files")
         if prompt is not None or ids:
             raise ParameterError("--batch reads the prompts from the file: drop PROMPT and --completion-ids")
-        run_batch(batch, out, opts, config, max_new)
+        run_batch(batch, out, opts, config, max_new, force=force)
         return
     if prompt is None:
         raise ParameterError("give a PROMPT (or --batch FILE --out DIR)")
@@ -150,14 +152,24 @@ def association_json(session: Session, prompt: str, config: Any, progress: Any =
                           generation_params=session.params.to_json())
 
 
-def run_batch(path: Path, out: Path, opts: SharedOptions, config: Any, max_new: int) -> None:
+def run_batch(path: Path, out: Path, opts: SharedOptions, config: Any, max_new: int, *,
+              force: bool = False) -> None:
     """One JSON per prompt line, written as ``out/0001.json`` ..., with a progress bar."""
-    if not path.is_file():
-        raise ParameterError(f"no such file: {path}")
-    prompts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from tokentui.engine.persist.files import check_overwrite
+
+    text = launch.read_source_file(path, what="--batch")
+    prompts = [line for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ParameterError(f"{path} has no prompts (one a line)")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out} is a file: --batch writes one JSON per prompt into a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"cannot create the folder {out}: {exc.strerror or exc}") from None
+    for n in range(1, len(prompts) + 1):  # refuse before the work, not after it
+        check_overwrite(out / f"{n:04d}.json", kind="attribution JSON", is_own=is_attribution_json,
+                        force=force)
     backend = load_backend(model_config(opts))
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -170,15 +182,23 @@ def run_batch(path: Path, out: Path, opts: SharedOptions, config: Any, max_new: 
             session = session_over(backend, text, opts, [])
             complete(session, [], max_new)
             target = out / f"{n:04d}.json"
-            write_json(target, association_json(session, text, config))
+            write_json(target, association_json(session, text, config), force=force)
             bar.advance(task)
-    typer.echo(f"wrote {len(prompts)} files to {out}", err=True)
+    typer.echo(f"wrote {len(prompts)} files to {render.one_line(out)}", err=True)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    import json
+def is_attribution_json(head: bytes) -> bool:
+    """Whether a file's first bytes are an attribution JSON this command wrote."""
+    return (head.lstrip().startswith(b"{") and b'"normalized_association"' in head) \
+        or head.startswith(b'{"metadata"')
 
-    path.write_text(json.dumps(data, ensure_ascii=False) + "\n", encoding="utf-8")
+
+def write_json(path: Path, data: dict[str, Any], *, force: bool = False) -> None:
+    """Atomically (a full disk leaves no half file), and only over an earlier attribution JSON."""
+    from tokentui.engine.persist.files import json_text, write_checked
+
+    write_checked(path, json_text(data) + "\n", kind="attribution JSON", is_own=is_attribution_json,
+                  force=force)
 
 
 # ----- attention and graph -------------------------------------------------------------------
@@ -243,15 +263,19 @@ def graph(
         "--keep-sink/--drop-sink", help="Keep the attention sink (the first token's column) in the "
         "edge weights and the colour scale; dropped by default, each row renormalised over the "
         "other earlier tokens.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing file that is not a graph page.")] = False,
     *,
     opts: SharedOptions,
 ) -> None:
     """The 3D attention graph of PROMPT as one self-contained HTML file (works offline)."""
     from tokentui.engine.analysis.attention import full_attention
-    from tokentui.export.graph3d import export_graph
+    from tokentui.engine.persist.files import check_overwrite
+    from tokentui.export.graph3d import export_graph, is_graph_page
 
     if layer is not None and all_layers:
         raise ParameterError("give --layer L or --all-layers, not both")
+    check_overwrite(output, kind="graph page", is_own=is_graph_page, force=force)  # before the work
     session = sequence(prompt, opts, completion_ids)
     ids = session.context_ids()
     att = full_attention(session.backend, ids)
@@ -260,6 +284,7 @@ def graph(
     path = export_graph(tokens, att, output, layer=-1 if layer is None else layer, all_layers=all_layers,
                         head=head, threshold=threshold,
                         color_by=color_by or ("layer" if all_layers else "weight"), keep_sink=keep_sink,
-                        title=f"{llm_id(session.backend)} · {where} · threshold {threshold}")
+                        title=f"{llm_id(session.backend)} · {where} · threshold {threshold}",
+                        force=force)
     sink = "sink kept" if keep_sink else "sink dropped"
-    typer.echo(f"wrote {path} ({len(tokens)} tokens, {where}, {sink})", err=True)
+    typer.echo(f"wrote {render.one_line(path)} ({len(tokens)} tokens, {where}, {sink})", err=True)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from tokentui.engine.errors import TokentuiError
+from tokentui.visible import one_line
 
 MODEL_PANEL = "Model"
 PROMPT_PANEL = "Prompt"
@@ -144,10 +145,19 @@ class SharedOptions:
             raise AttributeError(name) from None
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one clear line to stderr and return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+def fail(message: object, code: int = 2) -> typer.Exit:
+    """Print one clear line to stderr and return the Exit to raise.
+
+    The message often quotes outside text (a path, a server's words, a file's field): it is
+    made terminal-safe and kept on one line here, so no caller can forget it.
+    """
+    typer.echo(f"error: {one_line(message)}", err=True)
     return typer.Exit(code)
+
+
+def warn(message: object) -> None:
+    """One ``warning:`` line on stderr, terminal-safe."""
+    typer.echo(f"warning: {one_line(message)}", err=True)
 
 
 def shared_options(*groups: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

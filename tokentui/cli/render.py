@@ -7,12 +7,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from tokentui.engine.persist.files import json_text
 from tokentui.engine.results import Candidate, Token
-from tokentui.visible import visible
+from tokentui.visible import one_line, terminal_safe, visible
+
+__all__ = ["SafeConsole", "console", "one_line", "print_json", "safe", "terminal_safe", "visible"]
+
+
+def safe(text: object, style: str = "") -> Text:
+    """Outside text (a file, a server, a model, an argument) as a Rich Text, made terminal-safe."""
+    return Text(terminal_safe(text), style=style)
 
 
 def token_cell(token: Token) -> Text:
@@ -24,8 +32,19 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def console() -> Console:
-    return Console(highlight=False)
+class SafeConsole(Console):
+    """A Console that, as a last line of defence, writes no raw control character of its own
+    content: every text segment goes through :func:`terminal_safe` (Rich's own style and
+    cursor codes are added after, so colours still work)."""
+
+    def _render_buffer(self, buffer: Any) -> str:
+        return super()._render_buffer(
+            seg if seg.control else Segment(terminal_safe(seg.text), seg.style, seg.control)
+            for seg in buffer)
+
+
+def console(*, stderr: bool = False) -> Console:
+    return SafeConsole(highlight=False, stderr=stderr)
 
 
 def tokens_table(tokens: Sequence[Token], title: str) -> Table:

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tokentui.cli import render
-from tokentui.cli.options import SharedOptions, fail, shared_options
+from tokentui.cli.options import SharedOptions, fail, shared_options, warn
 
 SessionPath = Annotated[Path, typer.Argument(help="A session file (.json).", show_default=False)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -57,7 +57,7 @@ def replay(
         render.print_json({**report.to_json(), "warnings": warnings, "checked_probabilities": check})
     else:
         for w in warnings:
-            typer.echo(f"warning: {w}", err=True)
+            warn(w)
         _print_report(report, check)
     if check and not report.ok:
         raise typer.Exit(1)
@@ -72,18 +72,19 @@ def _print_report(report: Any, check: bool) -> None:
         table.add_column(name, justify=justify, overflow="fold")
     for b in report.branches:
         result = Text("rebuilt") if not check else (
-            Text("ok", style="green") if b.difference is None else Text(b.difference.message, style="red"))
-        table.add_row(str(b.branch_id), Text(b.name), str(b.checked), result,
+            Text("ok", style="green") if b.difference is None
+            else render.safe(b.difference.message, style="red"))
+        table.add_row(str(b.branch_id), render.safe(b.name), str(b.checked), result,
                       Text(render.visible(b.text[:60])))
     out.print(table)
     if report.prompt_difference:
-        out.print(Text(report.prompt_difference.message, style="red"))
+        out.print(render.safe(report.prompt_difference.message, style="red"))
     if check:
         if report.ok:
             out.print(Text(f"ok: every token and probability matches within {report.tolerance:g}"))
         else:
             for d in report.differences:
-                sys.stderr.write(f"difference: {render.visible(d.message)}\n")
+                sys.stderr.write(f"difference: {render.one_line(d.message)}\n")
 
 
 @shared_options()
@@ -92,11 +93,14 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, html or md.")] = "jsonl",
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write here instead of to standard output.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing file that is not an earlier export.")] = False,
     *,
     opts: SharedOptions,
 ) -> None:
     """Write a session as JSON lines (one per step), a self-contained HTML page or Markdown."""
     from tokentui.engine.persist import session_file as store
+    from tokentui.engine.persist.files import write_checked
     from tokentui.export import formats
 
     if fmt not in formats.FORMATS:
@@ -106,15 +110,11 @@ def export(
     if output is None:
         sys.stdout.write(text)
         return
-    if output.is_dir():
-        raise fail(f"{output} is a folder")
-    if output.resolve() == file.resolve():
+    if output.expanduser().resolve() == file.expanduser().resolve():
         raise fail("the output would overwrite the session file itself")
-    try:
-        store.write_atomic(output, text)
-    except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
-    typer.echo(f"wrote {output}", err=True)
+    write_checked(output, text, kind=formats.KINDS[fmt], force=force,
+                  is_own=lambda head: formats.is_own(fmt, head))
+    typer.echo(f"wrote {render.one_line(output)}", err=True)
 
 
 @shared_options()
@@ -135,19 +135,19 @@ def sessions(
         return
     out = render.console()
     if not found:
-        out.print(Text(f"no sessions in {where}"))
+        out.print(render.safe(f"no sessions in {where}"))
         return
-    table = Table(title=f"{len(found)} sessions in {where}", title_justify="left")
+    table = Table(title=f"{len(found)} sessions in {render.one_line(where)}", title_justify="left")
     for name in ("saved", "model", "prompt", "branches", "tokens", "file"):
         table.add_column(name, justify="right" if name in ("branches", "tokens") else "left",
                          overflow="fold")
     for s in found:
         if s.error:
-            table.add_row("", "", Text(s.error, style="red"), "", "", Text(s.path.name))
+            table.add_row("", "", render.safe(s.error, style="red"), "", "", render.safe(s.path.name))
             continue
-        table.add_row(Text(s.saved_at.replace("T", " ")[:19]), Text(s.model),
+        table.add_row(render.safe(s.saved_at.replace("T", " ")[:19]), render.safe(s.model),
                       Text(render.visible(s.prompt[:40])), str(s.branches), str(s.tokens),
-                      Text(str(s.path)))
+                      render.safe(s.path))
     out.print(table)
 
 
@@ -173,7 +173,7 @@ def forks(
                            "critical": [c.to_json() for c in critical]})
         return
     out = render.console()
-    out.print(Text(session.completion_text()))
+    out.print(render.safe(session.completion_text()))
     table = Table(title=f"{len(critical)} most critical of {len(steps)} positions", title_justify="left")
     for name, justify in (("pos", "right"), ("token", "left"), ("p_final", "right"),
                           ("margin", "right"), ("entropy", "right"), ("alternatives", "left")):
@@ -239,8 +239,8 @@ def _print_comparison(cmp: Any, names: dict[int, str]) -> None:
     out = render.console()
     kl = "exact, from the full distributions" if cmp.kl_method == "exact" else \
         "estimated from the recorded top-10 (--exact runs the model)"
-    out.print(Text(f"A: {names.get(cmp.a, cmp.a)} (#{cmp.a})  vs  B: {names.get(cmp.b, cmp.b)} "
-                   f"(#{cmp.b}) · they part at completion position {cmp.fork_at} · KL {kl}"))
+    out.print(render.safe(f"A: {names.get(cmp.a, cmp.a)} (#{cmp.a})  vs  B: {names.get(cmp.b, cmp.b)} "
+                          f"(#{cmp.b}) · they part at completion position {cmp.fork_at} · KL {kl}"))
     if cmp.fork:
         fork = Table(title=f"at the fork (position {cmp.fork_at})", title_justify="left")
         for name, justify in (("#", "right"), ("token", "left"), ("p_base", "right"),

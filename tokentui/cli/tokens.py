@@ -11,6 +11,7 @@ import typer
 from tokentui.cli import render
 from tokentui.cli.options import SharedOptions, shared_options
 from tokentui.cli.runtime import open_session, parse_ids, prompt_spec, run_config
+from tokentui.visible import one_line, terminal_safe
 
 Prompt = Annotated[str, typer.Argument(help="The prompt text.", show_default=False)]
 CompletionIds = Annotated[str | None, typer.Option(
@@ -91,6 +92,8 @@ def generate(
     show: Annotated[int, typer.Option(help="Candidates per step in --jsonl.", min=1)] = 10,
     save: Annotated[Path | None, typer.Option(
         "--save", help="Write the session of this run to FILE (replay it with tokentui replay).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --save: replace an existing file that is not a session file.")] = False,
     *,
     opts: SharedOptions,
 ) -> None:
@@ -98,22 +101,43 @@ def generate(
     from tokentui.engine.persist import session_file as store
     from tokentui.engine.prompts import IncrementalDecoder
 
-    if save is not None:
+    if save is not None and not force:
         store.check_writable(save.expanduser())
     config = run_config(opts, prompt, need_prompt=True)
     session = open_session(config, completion_ids=parse_ids(completion_ids))
     session.top_n = show
     decoder = IncrementalDecoder(session.tokenizer)
-    for step in session.generate():
-        if jsonl:
-            render.print_json(step.to_json())
+    try:
+        for step in session.generate():
+            if jsonl:
+                render.print_json(step.to_json())
+            else:
+                sys.stdout.write(terminal_safe(decoder.push(step.token.id)))
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        # Keep what was generated: save it, say so, exit 130 like any interrupted command.
+        if not jsonl:
+            sys.stdout.write("\n")
+        n = len(session.current)
+        if save is not None and n:
+            target = store.save(session, save, force=force)
+            typer.echo(f"interrupted after {n} tokens: saved them to {one_line(target)}", err=True)
         else:
-            sys.stdout.write(decoder.push(step.token.id))
-            sys.stdout.flush()
+            typer.echo(f"interrupted after {n} tokens", err=True)
+        raise typer.Exit(130) from None
     if not jsonl:
         sys.stdout.write("\n")
         reason = session.current.finish_reason
         if reason:
-            typer.echo(f"[{len(session.current)} tokens, stopped: {reason}]", err=True)
+            typer.echo(f"[{len(session.current)} tokens, stopped: {one_line(stop_note(session, reason))}]",
+                       err=True)
     if save is not None:
-        store.save(session, save)
+        store.save(session, save, force=force)
+
+
+def stop_note(session: object, reason: str) -> str:
+    """The stop reason, and when max tokens cut a constrained run short, that it is incomplete."""
+    from tokentui.engine.constraints import incomplete_note
+
+    note = incomplete_note(session, reason)
+    return f"{reason}, {note}" if note else reason

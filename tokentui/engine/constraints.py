@@ -313,9 +313,41 @@ def _grammar(kind: str, text: str) -> str:
             f"the JSON schema is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     try:
-        return LLMatcher.grammar_from_json_schema(json.dumps(schema))
+        # Compact separators and no free whitespace between tokens by default: at a high
+        # temperature a model may otherwise emit whitespace until max tokens (invalid JSON).
+        # A schema asks for flexible whitespace with "x-guidance": {"whitespace_flexible": true};
+        # even then at most a few whitespace characters in a row are allowed.
+        defaults: Any = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+        guidance = schema.get("x-guidance") if isinstance(schema, dict) else None
+        if isinstance(guidance, dict) and guidance.get("whitespace_flexible") \
+                and not guidance.get("whitespace_pattern"):
+            defaults["whitespace_pattern"] = JSON_FLEXIBLE_WHITESPACE
+            schema = {**schema, "x-guidance": {**guidance, "whitespace_pattern": JSON_FLEXIBLE_WHITESPACE}}
+        if not isinstance(schema, dict):  # llguidance's own message says what is wrong
+            return LLMatcher.grammar_from_json_schema(json.dumps(schema))
+        return LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=defaults)
     except ValueError as exc:
         raise ConstraintError(f"invalid JSON schema: {_first_line(str(exc))}") from None
+
+
+JSON_FLEXIBLE_WHITESPACE = r"[\x20\x0A\x0D\x09]{0,4}"
+"""Whitespace between JSON tokens when a schema asks for it: bounded, so it cannot run on."""
+
+INCOMPLETE = "the constraint is not complete"
+
+
+def incomplete_note(session: Any, reason: str | None) -> str | None:
+    """``the constraint is not complete`` when max tokens cut a constrained run before the
+    constraint could end (the text is then not a full match: invalid JSON, say); else None."""
+    constraint = getattr(session, "constraint", None)
+    if reason != "length" or constraint is None:
+        return None
+    try:
+        constraint.sync([s.token.id for s in session.current.steps])
+        accepting = constraint.is_accepting()
+    except Exception:  # a broken constraint is reported by its own message
+        return None
+    return None if accepting else INCOMPLETE
 
 
 _POSITION = re.compile(r"^at (\d+)\((\d+)\): ")
@@ -329,7 +361,12 @@ def _clean_error(kind: str, text: str, error: str) -> str:
     if kind == "regex":
         return f"invalid regex {text!r}: {detail or _POSITION.sub('', head)}"
     if kind == "json_schema":
-        return f"invalid JSON schema: {_POSITION.sub('', head)}"
+        head = _POSITION.sub("", head)
+        if head.endswith("regex parse error:"):  # the reason is on a later line: keep it
+            pattern = lines[1] if len(lines) > 2 else ""
+            return (f"invalid JSON schema: a pattern is not a valid regular expression: "
+                    f"{detail or 'parse error'}" + (f" in {pattern!r}" if pattern else ""))
+        return f"invalid JSON schema: {head}" + (f": {detail}" if detail and detail not in head else "")
     where = _POSITION.match(head)
     head = _POSITION.sub("", head).removesuffix("regex parse error:").strip().rstrip(":")
     if detail:

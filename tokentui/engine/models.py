@@ -241,6 +241,22 @@ def _tensor_progress(progress: Progress, start: float, stop: float) -> Any:
         gguf_utils.tqdm = original
 
 
+def _gguf_problem(path: Path, exc: BaseException) -> str:
+    """What is wrong with a GGUF file in words (a reader's struct or mmap error says little)."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as err:
+        return err.strerror or str(err)
+    if magic != b"GGUF":
+        return "it is not a GGUF file (no GGUF header)"
+    text = str(exc)
+    if any(m in text for m in ("unpack_from requires a buffer", "mmap length is greater",
+                               "buffer is smaller than requested", "cannot reshape array")):
+        return "the file is truncated (it ends before the data its header announces)"
+    return text
+
+
 def ensure_converted(gguf_path: str | Path, progress: Progress = _no_progress) -> Path:
     """Dequantise a GGUF into the cache once (written atomically); return the folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -274,7 +290,7 @@ def ensure_converted(gguf_path: str | Path, progress: Progress = _no_progress) -
             if not (target / "config.json").is_file():
                 raise
     except Exception as exc:
-        raise ModelLoadError(f"could not convert {gguf_path.name}: {exc}") from exc
+        raise ModelLoadError(f"could not convert {gguf_path.name}: {_gguf_problem(gguf_path, exc)}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

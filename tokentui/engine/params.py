@@ -60,7 +60,8 @@ class SamplingParams:
             (_finite(self.frequency_penalty) and -2 <= self.frequency_penalty <= 2,
              f"frequency penalty must be in [-2, 2], got {self.frequency_penalty}"),
             (self.max_new_tokens >= 1, f"max tokens must be at least 1, got {self.max_new_tokens}"),
-            (self.seed is None or 0 <= self.seed < 2**63, f"seed must be >= 0, got {self.seed}"),
+            (self.seed is None or 0 <= self.seed < 2**63,
+             f"seed must be between 0 and 2**63 - 1 ({2**63 - 1}), got {self.seed}"),
             (all(self.stop), "stop sequences must not be empty strings"),
         ]
         for ok, message in checks:

@@ -10,16 +10,31 @@ escapes in a token stay inert.
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
+from tokentui.engine.persist.files import json_text
 from tokentui.engine.persist.session_file import BranchRecord, SessionFile
 from tokentui.engine.results import Candidate, StepResult
 from tokentui.visible import visible
 
 FORMATS = ("jsonl", "html", "md")
+KINDS = {"jsonl": "JSON-lines export", "html": "HTML export", "md": "Markdown export"}
+HTML_HEAD = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+
+
+def is_own(fmt: str, head: bytes) -> bool:
+    """Whether a file's first bytes are an earlier export in ``fmt`` (safe to replace)."""
+    if fmt == "jsonl":
+        return head.startswith(b'{"branch": ')
+    if fmt == "html":
+        return head.startswith(HTML_HEAD.encode()) and b"<title>tokentui session" in head
+    if fmt == "md":
+        return head.startswith(b"# tokentui session\n")
+    return False
+
+
 def export(sf: SessionFile, fmt: str) -> str:
     """The whole export as one string."""
     if fmt == "jsonl":
@@ -40,7 +55,7 @@ def jsonl_lines(sf: SessionFile) -> Iterator[str]:
                                    "fork_at": b.fork_at, "inherited": s.index < b.inherit}
             row.update(s.to_json())
             row["entropy_final"] = s.distribution.entropy_final
-            yield json.dumps(row, ensure_ascii=False)
+            yield json_text(row)
 
 
 # ----- HTML ----------------------------------------------------------------------------------
@@ -72,7 +87,9 @@ def colour(p: float) -> str:
 
 
 def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
+    """Outside text for the page: controls, bidi and invisible characters shown as escapes
+    (a name can neither reorder the page nor hide), then HTML-escaped."""
+    return html.escape(visible(text, glyphs=False), quote=True)
 
 
 def _tip(step: StepResult) -> str:

@@ -22,8 +22,9 @@ import networkx as nx
 import numpy as np
 
 from tokentui.engine.errors import ParameterError
+from tokentui.engine.persist.files import write_checked
 from tokentui.engine.results import Token
-from tokentui.visible import visible
+from tokentui.visible import terminal_safe, visible
 
 LAYOUT_SEED = 7
 COLOR_BY = ("layer", "weight")
@@ -214,7 +215,7 @@ def legend_items(tokens: Sequence[Token], *, color_by: str, threshold: float, wh
 def export_graph(tokens: Sequence[Token], attention: Any, path: str | Path, *,
                  layer: int | None = -1, all_layers: bool = False, head: int | None = None,
                  threshold: float = 0.1, color_by: str = "layer", title: str = "",
-                 keep_sink: bool = False) -> Path:
+                 keep_sink: bool = False, force: bool = False) -> Path:
     """Write the 3D attention graph of ``attention`` (``(L, H, T, T)``) to one offline HTML file.
 
     ``layer`` picks one layer (negative from the end; None averages the layers);
@@ -251,6 +252,14 @@ def export_graph(tokens: Sequence[Token], attention: Any, path: str | Path, *,
                        config={"displaylogo": False, "responsive": True})
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(PAGE.format(title=html.escape(title or "tokentui attention graph"), plot=plot,
-                               items="".join(f"<li>{item}</li>" for item in items)), encoding="utf-8")
-    return out
+    page = PAGE.format(title=html.escape(terminal_safe(title or "tokentui attention graph")), plot=plot,
+                       items="".join(f"<li>{item}</li>" for item in items))
+    return write_checked(out, GRAPH_MARK + page, kind="graph page", is_own=is_graph_page, force=force)
+
+
+GRAPH_MARK = "<!-- tokentui attention graph -->\n"
+
+
+def is_graph_page(head: bytes) -> bool:
+    """Whether a file's first bytes are a graph page this command wrote (safe to replace)."""
+    return head.startswith(GRAPH_MARK.encode())

@@ -44,6 +44,7 @@ from tokentui.engine.backends.http_client import (
 )
 from tokentui.engine.backends.token_map import TokenMap
 from tokentui.engine.errors import ContextOverflowError, ModelLoadError
+from tokentui.visible import one_line
 
 __all__ = [
     "BackendError", "ModelMismatchError", "NoLogprobsError", "RemoteBackend",
@@ -89,11 +90,20 @@ class ServerInfo:
         return LABELS.get(self.flavour, self.flavour)
 
     @property
+    def display_id(self) -> str:
+        """The served model id as it may be printed (a server's words are never shown raw)."""
+        from tokentui.visible import one_line
+
+        return one_line(self.model_id)
+
+    @property
     def model_name(self) -> str:
-        """The served model's name, a path shortened to its file name."""
-        return PurePath(self.model_id).name if "/" in self.model_id and (
+        """The served model's name, a path shortened to its file name (terminal-safe)."""
+        from tokentui.visible import one_line
+
+        return one_line(PurePath(self.model_id).name if "/" in self.model_id and (
             self.model_id.startswith(("/", ".", "~")) or self.model_id.endswith(".gguf")
-        ) else self.model_id
+        ) else self.model_id)
 
 
 class RemoteBackend:
@@ -184,6 +194,11 @@ class RemoteBackend:
         with self.lock:
             t0 = time.perf_counter()
             entries, http_ms, retokenized = self._entries(ids)
+            if entries and not any(math.isfinite(e[3]) or e[3] == -math.inf for e in entries):
+                raise BackendError(
+                    f"the server at {self.client.display_url} returned log-probabilities that are all "
+                    "NaN or +inf (a broken model or server, not a tokenizer mismatch)")
+            entries = [e for e in entries if not math.isnan(e[3])]
             seen: set[int] = set()
             index: list[int] = []
             values: list[float] = []
@@ -355,12 +370,54 @@ def _no_logprobs(where: str) -> NoLogprobsError:
         "`logprobs` (vLLM: --max-logprobs 20; llama-cpp-python: logits_all)")
 
 
-def _entry(e: dict[str, Any], text_key: str = "token") -> Entry:
+class _Shape(ValueError):
+    """A server answer of an unexpected shape (caught and turned into one BackendError line)."""
+
+
+def _logprob(v: Any) -> float:
+    """A log-probability from a server: a number (or null for -inf); anything else is refused."""
+    if v is None:
+        return -math.inf
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise _Shape(f"a logprob is {type(v).__name__}, not a number")
+    return float(v)
+
+
+def _entry(e: Any, text_key: str = "token") -> Entry:
+    if not isinstance(e, dict):
+        raise _Shape(f"a candidate is {type(e).__name__}, not an object")
     raw = e.get("bytes")
-    return (e.get(text_key), e.get("id"), bytes(raw) if isinstance(raw, list) else None,
-            float(e["logprob"]) if e.get("logprob") is not None else -math.inf)
+    text = e.get(text_key)
+    tid = e.get("id")
+    if text is not None and not isinstance(text, str):
+        raise _Shape("a candidate's token is not text")
+    if tid is not None and (isinstance(tid, bool) or not isinstance(tid, int)):
+        raise _Shape("a candidate's id is not an integer")
+    if isinstance(raw, list) and not all(isinstance(b, int) and 0 <= b < 256 for b in raw):
+        raise _Shape("a candidate's bytes are not bytes")
+    return (text, tid, bytes(raw) if isinstance(raw, list) else None, _logprob(e.get("logprob")))
 
 
+def _shaped(parse: Any) -> Any:
+    """Turn a server answer of the wrong shape into one BackendError line (no traceback)."""
+    import functools
+
+    @functools.wraps(parse)
+    def wrapper(data: Any, where: str) -> list[Entry]:
+        try:
+            return parse(data, where)
+        except BackendError:
+            raise
+        except RecursionError:
+            raise BackendError(f"the server at {where} answered JSON nested too deeply") from None
+        except (_Shape, KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+            detail = str(exc) if isinstance(exc, _Shape) else "an unexpected structure"
+            raise BackendError(f"the server at {where} answered in a shape tokentui cannot read "
+                               f"({detail})") from None
+    return wrapper
+
+
+@_shaped
 def parse_native(data: Any, where: str) -> list[Entry]:
     """Candidates from llama.cpp's ``/completion`` (``completion_probabilities``)."""
     probs = data.get("completion_probabilities") if isinstance(data, dict) else None
@@ -370,11 +427,12 @@ def parse_native(data: Any, where: str) -> list[Entry]:
     if "top_logprobs" in first:
         return [_entry(e) for e in first["top_logprobs"]]
     if "probs" in first:  # llama.cpp before late 2024: probabilities, not logprobs
-        return [(e.get("tok_str"), e.get("id"), None, math.log(e["prob"]))
+        return [(e.get("tok_str"), e.get("id"), None, math.log(_logprob(e["prob"])))
                 for e in first["probs"] if e.get("prob")]
     raise _no_logprobs(where)
 
 
+@_shaped
 def parse_openai(data: Any, where: str) -> list[Entry]:
     """Candidates from ``/v1/completions``: legacy ``top_logprobs`` dicts or the ``content`` list."""
     choices = data.get("choices") if isinstance(data, dict) else None
@@ -390,7 +448,7 @@ def parse_openai(data: Any, where: str) -> list[Entry]:
         raise _no_logprobs(where)
     first = tops[0]
     if isinstance(first, dict):
-        return [(k, None, None, float(v) if v is not None else -math.inf) for k, v in first.items()]
+        return [(str(k), None, None, _logprob(v)) for k, v in first.items()]
     return [_entry(e) for e in first]
 
 
@@ -422,25 +480,42 @@ def discover(client: JsonClient, served_model: str | None = None) -> ServerInfo:
     data = listing.get("data") if isinstance(listing, dict) else None
     if not data:
         raise BackendError(f"the server at {client.display_url} lists no models at /v1/models")
-    ids = tuple(str(m.get("id")) for m in data)
+    if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str)
+                                             for m in data):
+        raise BackendError(f"the server at {client.display_url} answered /v1/models in a shape "
+                           "tokentui cannot read (a list of objects with an \"id\" was expected)")
+    ids = tuple(m["id"] for m in data)
     if served_model is not None and served_model not in ids:
-        raise ModelMismatchError(f"the server at {client.display_url} serves {', '.join(ids)}, "
+        served = ", ".join(map(one_line, ids))
+        raise ModelMismatchError(f"the server at {client.display_url} serves {served}, "
                                  f"not {served_model!r}")
     model = data[ids.index(served_model)] if served_model is not None else data[0]
     owner = str(model.get("owned_by", "")).lower()
     meta = model.get("meta") or {}
     if owner == "vllm":
-        return ServerInfo("vllm", model["id"], ids, max_context=model.get("max_model_len"),
+        return ServerInfo("vllm", model["id"], ids, max_context=_count(model.get("max_model_len")),
                           tokenize_path="/tokenize")
     props = _optional(client, "GET", "/props")
+    if not isinstance(meta, dict):
+        meta = {}
     if owner == "llamacpp" or (isinstance(props, dict) and "default_generation_settings" in props):
-        settings = (props or {}).get("default_generation_settings") or {}
-        n_ctx = settings.get("n_ctx") or (props or {}).get("n_ctx") or meta.get("n_ctx_train")
-        return ServerInfo("llama.cpp", model["id"], ids, n_vocab=meta.get("n_vocab"),
+        props = props if isinstance(props, dict) else {}
+        settings = props.get("default_generation_settings")
+        settings = settings if isinstance(settings, dict) else {}
+        n_ctx = _count(settings.get("n_ctx")) or _count(props.get("n_ctx")) or _count(meta.get("n_ctx_train"))
+        return ServerInfo("llama.cpp", model["id"], ids, n_vocab=_count(meta.get("n_vocab")),
                           max_context=n_ctx, tokenize_path="/tokenize")
     if _optional(client, "POST", "/extras/tokenize", {"input": "a"}) is not None:
         return ServerInfo("llama-cpp-python", model["id"], ids, tokenize_path="/extras/tokenize")
-    return ServerInfo("openai", model["id"], ids, max_context=model.get("max_model_len"))
+    return ServerInfo("openai", model["id"], ids, max_context=_count(model.get("max_model_len")))
+
+
+def _count(v: Any) -> int | None:
+    """A positive integer a server reports (a context length, a vocabulary size), else None:
+    a string, a float or a negative number is ignored, not trusted."""
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        return None
+    return v
 
 
 def _optional(client: JsonClient, method: str, path: str, body: Any = None) -> Any:
@@ -469,7 +544,7 @@ def resolve_tokenizer(spec: str | None, info: ServerInfo) -> Any:
     except ModelLoadError as exc:
         if spec:
             raise
-        raise BackendError(f"no local tokenizer for the served model {info.model_id!r} ({exc}): "
+        raise BackendError(f"no local tokenizer for the served model {info.display_id!r} ({exc}): "
                            "pass --tokenizer with its hub id or folder") from None
 
 

@@ -6,9 +6,13 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tokentui.engine.errors import TokentuiError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -43,6 +47,108 @@ def json_safe(data: Any) -> Any:
     return data
 
 
-def json_text(data: Any, *, indent: int | None = None) -> str:
-    """Standard JSON (non-finite floats as null), UTF-8 text kept as is."""
-    return json.dumps(json_safe(data), ensure_ascii=False, allow_nan=False, indent=indent)
+def _json_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+_JSON_UNSAFE = re.compile(
+    "[\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
+"""What json.dumps(ensure_ascii=False) leaves raw but a terminal acts on or hides: DEL, C1,
+bidi controls, zero-width and the other format characters (Unicode category Cf), U+2028/9."""
+
+
+def escape_json_text(text: str) -> str:
+    """JSON text (from json.dumps) with those characters as ``\\uXXXX`` escapes.
+
+    Outside string literals JSON is ASCII, so escaping them anywhere in the text is exact.
+    """
+    return _JSON_UNSAFE.sub(_json_escape, text)
+
+
+def json_text(data: Any, *, indent: int | None = None,
+              separators: tuple[str, str] | None = None) -> str:
+    """Standard JSON (non-finite floats as null), UTF-8 text kept as is except the characters
+    that act on a terminal or hide (C1, bidi, zero-width), which are ``\\uXXXX`` escapes:
+    ``cat`` of the output shows them instead of running them."""
+    return escape_json_text(json.dumps(json_safe(data), ensure_ascii=False, allow_nan=False,
+                                       indent=indent, separators=separators))
+
+
+# ----- overwriting -------------------------------------------------------------------------
+class OverwriteError(TokentuiError):
+    """A writer was pointed at a file it must not replace (another kind of file, a folder...)."""
+
+
+HEAD_BYTES = 64 * 1024
+
+
+def describe_head(head: bytes) -> str:
+    """What a file seems to be, from its first bytes (for a refusal message)."""
+    text = head.lstrip()
+    if not text:
+        return "an empty file"
+    if text.startswith(b'{"format":"tokentui-session"') or b'"format": "tokentui-session"' in text[:200]:
+        return "a tokentui session file"
+    if b"\x00" in head:
+        return "binary data"
+    lower = text[:200].lower()
+    if lower.startswith((b"<!doctype html", b"<html", b"<!--")):
+        return "an HTML page"
+    if text[:1] in (b"{", b"["):
+        return "JSON"
+    return "a text file"
+
+
+def check_overwrite(path: Path, *, kind: str, is_own: Callable[[bytes], bool],
+                    force: bool = False) -> None:
+    """Raise OverwriteError unless ``path`` may be (re)written as a ``kind``.
+
+    A missing or empty file, or one this writer made before (``is_own`` of its first bytes),
+    may be replaced; anything else only with ``force`` (``--force``). A folder, a device or a
+    pipe never: they are not files to replace.
+    """
+    import stat
+
+    path = Path(path).expanduser()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise OverwriteError(f"cannot write {path}: the folder {path.parent} does not exist") from None
+        return
+    except OSError as exc:
+        raise OverwriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise OverwriteError(f"{path} is a folder, not a {kind}")
+    if not stat.S_ISREG(st.st_mode):
+        raise OverwriteError(f"{path} is not a regular file (a device, pipe or socket): not writing a {kind}")
+    if force or st.st_size == 0:
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        raise OverwriteError(f"cannot read {path} to check it: {exc.strerror or exc}") from None
+    if not is_own(head):
+        raise OverwriteError(f"not overwriting {path}: it is {describe_head(head)}, not a {kind} "
+                             f"(add --force to replace it)")
+
+
+def write_checked(path: Path, text: str, *, kind: str, is_own: Callable[[bytes], bool],
+                  force: bool = False) -> Path:
+    """:func:`check_overwrite`, then an atomic write; an OSError becomes one OverwriteError line
+    (a full disk or a read-only folder leaves the old file, or none, never half a file)."""
+    path = Path(path).expanduser()
+    check_overwrite(path, kind=kind, is_own=is_own, force=force)
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise OverwriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

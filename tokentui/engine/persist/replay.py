@@ -92,7 +92,20 @@ class ReplayReport:
 
 
 def _tok(step: StepResult) -> str:
-    return f"{step.token.text!r} (id {step.token.id})"
+    return f"{_q(step.token.text)} (id {step.token.id})"
+
+
+def _q(text: str) -> str:
+    """A token's text quoted for a message: exactly as it is (spaces stay spaces), with
+    unsafe characters as escapes."""
+    from tokentui.visible import one_line
+
+    return f"'{one_line(text)}'"
+
+
+def _differs(a: float, b: float, tolerance: float) -> bool:
+    """True when two numbers disagree by more than ``tolerance``; NaN never matches anything."""
+    return not (abs(a - b) <= tolerance)
 
 
 def compare_step(recorded: StepResult, replayed: StepResult, tolerance: float
@@ -102,20 +115,20 @@ def compare_step(recorded: StepResult, replayed: StepResult, tolerance: float
         return "token", _tok(recorded), _tok(replayed)
     for name in ("p_base", "p_final"):
         a, b = getattr(recorded, name), getattr(replayed, name)
-        if abs(a - b) > tolerance:
-            return f"{name} of {recorded.token.text!r}", f"{a:.8g}", f"{b:.8g}"
+        if _differs(a, b, tolerance):
+            return f"{name} of {_q(recorded.token.text)}", f"{a:.8g}", f"{b:.8g}"
     new = {c.token.id: c for c in replayed.distribution.candidates}
     for c in recorded.distribution.candidates:
         other = new.get(c.token.id)
         if other is None:
-            if c.p_base > tolerance:
-                return (f"candidate {c.token.text!r} (id {c.token.id})", f"p_base {c.p_base:.8g}",
+            if not c.p_base <= tolerance:
+                return (f"candidate {_q(c.token.text)} (id {c.token.id})", f"p_base {c.p_base:.8g}",
                         "not in the top-N")
             continue
         for name in ("p_base", "p_final"):
             a, b = getattr(c, name), getattr(other, name)
-            if abs(a - b) > tolerance:
-                return f"{name} of candidate {c.token.text!r} (id {c.token.id})", f"{a:.8g}", f"{b:.8g}"
+            if _differs(a, b, tolerance):
+                return f"{name} of candidate {_q(c.token.text)} (id {c.token.id})", f"{a:.8g}", f"{b:.8g}"
     return None
 
 

@@ -39,7 +39,7 @@ from typing import Any
 from tokentui.engine.chat import prompt_messages
 from tokentui.engine.errors import TokentuiError
 from tokentui.engine.params import SamplingParams
-from tokentui.engine.persist.files import atomic_write_text
+from tokentui.engine.persist.files import atomic_write_text, escape_json_text
 from tokentui.engine.prompts import PromptSpec
 from tokentui.engine.results import Candidate, Distribution, StepResult, Token
 
@@ -274,11 +274,13 @@ _WRITTEN: dict[str, tuple[int, int]] = {}
 
 
 def dumps(sf: SessionFile) -> str:
-    return json.dumps(sf.to_json(), ensure_ascii=False, separators=(",", ":"))
+    """The file's text: compact JSON, with C1/bidi/zero-width characters as \\u escapes (so
+    ``cat`` of a session file runs nothing)."""
+    return escape_json_text(json.dumps(sf.to_json(), ensure_ascii=False, separators=(",", ":")))
 
 
 def save(session_or_file: Any, path: str | os.PathLike[str], *,
-         messages: Iterable[dict[str, str]] | None = None) -> Path:
+         messages: Iterable[dict[str, str]] | None = None, force: bool = False) -> Path:
     """Write a session atomically: a temporary file in the same folder, fsync, rename.
 
     A reader (or a crash) sees the old file or the new one, never half of one. An existing
@@ -287,7 +289,7 @@ def save(session_or_file: Any, path: str | os.PathLike[str], *,
     sf = session_or_file if isinstance(session_or_file, SessionFile) else snapshot(
         session_or_file, messages=messages)
     target = Path(path).expanduser()
-    check_writable(target)
+    check_writable(target, force=force)
     try:
         write_atomic(target, dumps(sf))
     except OSError as exc:
@@ -295,20 +297,26 @@ def save(session_or_file: Any, path: str | os.PathLike[str], *,
     return target
 
 
-def check_writable(path: Path) -> None:
-    """Raise SessionFileError unless ``path`` may be written as a session file."""
+def check_writable(path: Path, *, force: bool = False) -> None:
+    """Raise SessionFileError unless ``path`` may be written as a session file (``force``: any
+    regular file may be replaced)."""
+    import stat
+
+    path = Path(path).expanduser()
     if path.is_dir():
         raise SessionFileError(f"{path} is a folder, not a session file")
     if not path.parent.is_dir():
         raise SessionFileError(f"cannot save to {path}: the folder {path.parent} does not exist")
-    if path.exists():
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        raise SessionFileError(f"{path} is not a regular file (a device, pipe or socket)")
+    if path.exists() and not force:
         st = path.stat()
         if _WRITTEN.get(str(path.resolve())) == (st.st_mtime_ns, st.st_size):
             return
         try:
             load_session_file(path)
         except SessionFileError as exc:
-            raise SessionFileError(f"not overwriting {path}: {exc}") from None
+            raise SessionFileError(f"not overwriting {path}: {exc} (add --force to replace it)") from None
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -319,23 +327,55 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 # ----- reading ----------------------------------------------------------------------------
+MAX_FILE_BYTES = 512 * 1024 * 1024
+"""The largest session file read (a long autosaved session is a few MB; /dev/zero is endless)."""
+MAX_TOP_N = 1000
+MAX_TOKEN_ID = 2**31 - 1
+
+
+def read_regular_file(p: Path, *, limit: int, what: str, error: type[TokentuiError]) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else is one error line.
+
+    A FIFO, a device (``/dev/zero``), a socket or a folder is refused before it is opened, so
+    nothing hangs or reads without end; the size is capped while reading too (a file that grows).
+    """
+    import stat
+
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise error(f"no such {what}: {p}") from None
+    except OSError as exc:
+        raise error(f"cannot read {p}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{p} is a folder, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{p} is not a regular file (a device, pipe or socket), not a {what}")
+    if st.st_size > limit:
+        raise error(f"{p} is {st.st_size / 2**20:.0f} MiB, larger than the {limit // 2**20} MiB a "
+                    f"{what} may have")
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read {p}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise error(f"{p} is larger than the {limit // 2**20} MiB a {what} may have")
+    return raw
+
+
 def load_session_file(path: str | os.PathLike[str]) -> SessionFile:
     """Read and validate a session file; every problem is one SessionFileError line."""
     p = Path(path).expanduser()
-    if p.is_dir():
-        raise SessionFileError(f"{p} is a folder, not a session file")
-    if not p.exists():
-        raise SessionFileError(f"no such session file: {p}")
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise SessionFileError(f"cannot read {p}: {exc.strerror or exc}") from None
+    raw = read_regular_file(p, limit=MAX_FILE_BYTES, what="session file", error=SessionFileError)
     if not raw.strip():
         raise SessionFileError(f"{p} is empty, not a session file")
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise SessionFileError(f"{p} is not a tokentui session file (not UTF-8 text)") from None
+    except RecursionError:
+        raise SessionFileError(f"{p} is not a tokentui session file (JSON nested too deeply)") from None
     except json.JSONDecodeError as exc:
         looks_ours = raw.lstrip().startswith(b'{"format":"' + FORMAT.encode())
         what = "truncated or corrupt" if looks_ours else "not a tokentui session file:"
@@ -345,7 +385,11 @@ def load_session_file(path: str | os.PathLike[str]) -> SessionFile:
 
 
 def parse(data: Any, *, source: str = "the session") -> SessionFile:
-    """Validate decoded JSON and build a SessionFile."""
+    """Validate decoded JSON completely (every field's type and range) and build a SessionFile.
+
+    This is the one place a file's contents are checked: whatever it lets through, every
+    reader (replay, export, compare, the app) may trust.
+    """
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SessionFileError(f"{source} is not a tokentui session file")
     version = data.get("version")
@@ -360,122 +404,262 @@ def parse(data: Any, *, source: str = "the session") -> SessionFile:
         raise SessionFileError(f"{source} is damaged: {exc}") from None
     except TokentuiError as exc:  # e.g. parameters out of range
         raise SessionFileError(f"{source} is damaged: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except RecursionError:
+        raise SessionFileError(f"{source} is damaged: nested too deeply") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
         raise SessionFileError(f"{source} is damaged: {detail}") from None
 
 
+def _show(x: Any) -> str:
+    try:
+        text = json.dumps(x, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = type(x).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _field(d: dict[str, Any], key: str, where: str) -> Any:
+    if key not in d:
+        raise SessionFileError(f"{where} has no {key!r}")
+    return d[key]
+
+
+def _dict(x: Any, where: str) -> dict[str, Any]:
+    if not isinstance(x, dict):
+        raise SessionFileError(f"{where} should be an object, found {_show(x)}")
+    return x
+
+
+def _list(x: Any, where: str) -> list[Any]:
+    if not isinstance(x, list):
+        raise SessionFileError(f"{where} should be a list, found {_show(x)}")
+    return x
+
+
+def _int(x: Any, where: str = "a field", *, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise SessionFileError(f"{where}: expected an integer, found {_show(x)}")
+    if (lo is not None and x < lo) or (hi is not None and x > hi):
+        bounds = f"at least {lo}" if hi is None else f"between {lo if lo is not None else '-inf'} and {hi}"
+        raise SessionFileError(f"{where} should be {bounds}, found {x}")
+    return x
+
+
+def _str(x: Any, where: str = "a field") -> str:
+    if not isinstance(x, str):
+        raise SessionFileError(f"{where}: expected text, found {_show(x)}")
+    return x
+
+
+def _opt_str(x: Any, where: str) -> str | None:
+    return None if x is None else _str(x, where)
+
+
+def _bool(x: Any, where: str) -> bool:
+    if not isinstance(x, bool):
+        raise SessionFileError(f"{where}: expected true or false, found {_show(x)}")
+    return x
+
+
+def _float(x: Any, where: str = "a field") -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise SessionFileError(f"{where}: expected a number, found {_show(x)}")
+    return float(x)
+
+
+def _prob(x: Any, where: str) -> float:
+    """A recorded probability: a number in [0, 1] (NaN or infinity is damage, not data)."""
+    v = _float(x, where)
+    if not (0.0 <= v <= 1.0 + 1e-6):
+        raise SessionFileError(f"{where} should be a probability in [0, 1], found {_show(x)}")
+    return v
+
+
+def _logit(x: Any, where: str) -> float:
+    """A logit: finite, or -inf for a masked token (written as -Infinity or null)."""
+    if x is None:
+        return -math.inf
+    v = _float(x, where)
+    if math.isnan(v) or v == math.inf:
+        raise SessionFileError(f"{where} should be a finite number or -Infinity, found {_show(x)}")
+    return v
+
+
+def _nonneg(x: Any, where: str) -> float:
+    v = _float(x, where)
+    if not (v >= 0.0 and math.isfinite(v)):
+        raise SessionFileError(f"{where} should be a finite number >= 0, found {_show(x)}")
+    return v
+
+
+_PARAM_TYPES: dict[str, str] = {
+    "temperature": "float", "top_k": "int", "top_p": "float", "min_p": "float",
+    "repetition_penalty": "float", "presence_penalty": "float", "frequency_penalty": "float",
+    "seed": "int?", "greedy": "bool", "max_new_tokens": "int", "stop": "strs", "ignore_eos": "bool",
+}
+
+
+def _params(x: Any, where: str) -> SamplingParams:
+    """Sampling parameters with every field's type checked before their ranges."""
+    d = _dict(x, where)
+    for key, kind in _PARAM_TYPES.items():
+        if key not in d:
+            continue
+        v, w = d[key], f"{where}.{key}"
+        if kind == "float":
+            _float(v, w)
+        elif kind == "int":
+            _int(v, w)
+        elif kind == "int?":
+            if v is not None:
+                _int(v, w)
+        elif kind == "bool":
+            _bool(v, w)
+        elif kind == "strs" and v is not None:
+            for item in _list(v, w):
+                _str(item, w)
+    return SamplingParams.from_json(d)
+
+
 def _parse_v1(data: dict[str, Any]) -> SessionFile:
     m = data.get("model")
-    model = ModelRecord(spec=m.get("spec"), kind=str(m["kind"]), location=str(m["location"]),
-                        name=str(m["name"]), weights_hash=m.get("weights_hash"),
-                        dtype=m.get("dtype"), device=m.get("device")) if m else None
-    pr = data["prompt"]
-    prompt = PromptSpec(text=_str(pr["text"]), system=pr.get("system"),
-                        chat_template=bool(pr.get("chat_template", True)))
-    prompt_ids = tuple(_int(i) for i in data["prompt_ids"])
-    params = SamplingParams.from_json(data["params"])
-    step_params = [SamplingParams.from_json(p) for p in data.get("step_params") or []]
+    model = None
+    if m is not None:
+        m = _dict(m, "model")
+        model = ModelRecord(spec=_opt_str(m.get("spec"), "model.spec"),
+                            kind=_str(_field(m, "kind", "model"), "model.kind"),
+                            location=_str(_field(m, "location", "model"), "model.location"),
+                            name=_str(_field(m, "name", "model"), "model.name"),
+                            weights_hash=_opt_str(m.get("weights_hash"), "model.weights_hash"),
+                            dtype=_opt_str(m.get("dtype"), "model.dtype"),
+                            device=_opt_str(m.get("device"), "model.device"))
+    pr = _dict(_field(data, "prompt", "the file"), "prompt")
+    prompt = PromptSpec(text=_str(_field(pr, "text", "prompt"), "prompt.text"),
+                        system=_opt_str(pr.get("system"), "prompt.system"),
+                        chat_template=_bool(pr.get("chat_template", True), "prompt.chat_template"))
+    prompt_ids = tuple(_int(i, "prompt_ids", lo=0, hi=MAX_TOKEN_ID)
+                       for i in _list(_field(data, "prompt_ids", "the file"), "prompt_ids"))
+    params = _params(_field(data, "params", "the file"), "params")
+    step_params = [_params(p, "step_params") for p in _list(data.get("step_params") or [], "step_params")]
     by_id: dict[int, BranchRecord] = {}
     branches = []
-    for bj in data["branches"]:
-        bid = _int(bj["id"])
+    for bj in _list(_field(data, "branches", "the file"), "branches"):
+        bj = _dict(bj, "a branch")
+        bid = _int(_field(bj, "id", "a branch"), "branch id", lo=0)
+        where = f"branch {bid}"
         parent = bj.get("parent")
-        inherit = _int(bj.get("inherit", 0))
+        parent = None if parent is None else _int(parent, f"{where} parent", lo=0)
+        inherit = _int(bj.get("inherit", 0), f"{where} inherit", lo=0)
         inherited: tuple[StepResult, ...] = ()
+        if parent is not None and parent not in by_id:
+            raise SessionFileError(f"{where} names a parent {parent} that is not before it in the file")
         if inherit:
-            if parent not in by_id:
-                raise SessionFileError(f"branch {bid} inherits from a missing parent {parent}")
+            assert parent is not None
             if inherit > len(by_id[parent].steps):
-                raise SessionFileError(f"branch {bid} inherits more steps than its parent has")
+                raise SessionFileError(f"{where} inherits more steps than its parent has")
             inherited = tuple(by_id[parent].steps[:inherit])
-        own = tuple(_step(s, bid, params, step_params) for s in bj["steps"])
+        own = tuple(_step(_dict(s, f"a step of {where}"), bid, params, step_params)
+                    for s in _list(_field(bj, "steps", where), f"{where} steps"))
         steps = inherited + own
         for i, s in enumerate(steps):
             if s.index != i:
-                raise SessionFileError(f"branch {bid} step {i} is numbered {s.index}")
-        ids = [_int(i) for i in bj.get("ids", [s.token.id for s in steps])]
+                raise SessionFileError(f"{where} step {i} is numbered {s.index}")
+        ids = [_int(i, f"{where} ids") for i in _list(bj.get("ids", [s.token.id for s in steps]),
+                                                      f"{where} ids")]
         if ids != [s.token.id for s in steps]:
-            raise SessionFileError(f"branch {bid}: its token ids disagree with its steps")
-        rec = BranchRecord(id=bid, name=_str(bj["name"]), parent=None if parent is None else _int(parent),
-                           fork_at=_int(bj.get("fork_at", 0)), steps=steps, inherit=inherit)
+            raise SessionFileError(f"{where}: its token ids disagree with its steps")
+        fork_at = _int(bj.get("fork_at", 0), f"{where} fork_at", lo=0, hi=len(steps))
+        rec = BranchRecord(id=bid, name=_str(_field(bj, "name", where), f"{where} name"), parent=parent,
+                           fork_at=fork_at, steps=steps, inherit=inherit)
         if bid in by_id:
             raise SessionFileError(f"branch {bid} appears twice")
         by_id[bid] = rec
         branches.append(rec)
     if not branches:
         raise SessionFileError("it has no branches")
-    current = _int(data.get("current", branches[0].id))
+    current = _int(data.get("current", branches[0].id), "current")
     if current not in by_id:
         current = branches[0].id
     constraint = data.get("constraint")
-    if constraint is not None and not (isinstance(constraint.get("kind"), str)
-                                       and isinstance(constraint.get("value"), str)):
-        raise SessionFileError("the constraint needs a kind and a value")
-    messages = tuple({"role": _str(x["role"]), "content": _str(x["content"])}
-                     for x in data.get("messages") or [])
+    if constraint is not None:
+        constraint = _dict(constraint, "constraint")
+        if not (isinstance(constraint.get("kind"), str) and isinstance(constraint.get("value"), str)):
+            raise SessionFileError("the constraint needs a kind and a value")
+        for e in _list(constraint.get("eos_ids") or [], "constraint.eos_ids"):
+            _int(e, "constraint.eos_ids", lo=0, hi=MAX_TOKEN_ID)
+    messages = tuple({"role": _str(_field(_dict(x, "a message"), "role", "a message"), "message role"),
+                      "content": _str(_field(x, "content", "a message"), "message content")}
+                     for x in _list(data.get("messages") or [], "messages"))
     return SessionFile(
         model=model, prompt=prompt, prompt_ids=prompt_ids, params=params,
-        default_seed=_int(data.get("default_seed", 0)), top_n=_int(data.get("top_n", 10)),
+        default_seed=_int(data.get("default_seed", 0), "default_seed", lo=0, hi=2**63 - 1),
+        top_n=_int(data.get("top_n", 10), "top_n", lo=1, hi=MAX_TOP_N),
         branches=tuple(branches), current=current,
-        next_id=max(_int(data.get("next_id", 0)), max(by_id) + 1),
-        messages=messages, constraint=constraint, saved_at=str(data.get("saved_at", "")),
+        next_id=max(_int(data.get("next_id", 0), "next_id", lo=0), max(by_id) + 1),
+        messages=messages, constraint=constraint,
+        saved_at=_str(data.get("saved_at", ""), "saved_at"),
         version=int(data["version"]),
     )
-
-
-def _int(x: Any) -> int:
-    if isinstance(x, bool) or not isinstance(x, int):
-        raise SessionFileError(f"expected an integer, found {json.dumps(x)[:40]}")
-    return x
-
-
-def _str(x: Any) -> str:
-    if not isinstance(x, str):
-        raise SessionFileError(f"expected text, found {json.dumps(x)[:40]}")
-    return x
-
-
-def _float(x: Any) -> float:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        raise SessionFileError(f"expected a number, found {json.dumps(x)[:40]}")
-    return float(x)
 
 
 HOWS = frozenset({"greedy", "sampled", "forced", "alternative"})
 
 
+def _candidate(c: Any, where: str) -> Candidate:
+    c = _dict(c, where)
+    return Candidate(
+        token=Token(_int(_field(c, "id", where), f"{where} id", lo=0, hi=MAX_TOKEN_ID),
+                    _str(_field(c, "text", where), f"{where} text"),
+                    _bool(c.get("special", False), f"{where} special")),
+        p_base=_prob(_field(c, "p_base", where), f"{where} p_base"),
+        p_final=_prob(_field(c, "p_final", where), f"{where} p_final"),
+        logit=_logit(_field(c, "logit", where), f"{where} logit"),
+        kept=_bool(_field(c, "kept", where), f"{where} kept"),
+        valid=_bool(c.get("valid", True), f"{where} valid"),
+        rank=_int(c.get("rank", 0), f"{where} rank", lo=0))
+
+
 def _step(s: dict[str, Any], branch_id: int, params: SamplingParams | None = None,
           step_params: list[SamplingParams] | None = None) -> StepResult:
     """One recorded step; its parameters are shared objects (the file's, or ``step_params[pi]``)."""
-    how = _str(s["how"])
+    index = _int(_field(s, "i", f"a step of branch {branch_id}"), f"a step of branch {branch_id}", lo=0)
+    where = f"step {index} of branch {branch_id}"
+    how = _str(_field(s, "how", where), f"{where} how")
     pi = s.get("pi")
     if pi is not None:
-        pi = _int(pi)
+        pi = _int(pi, f"{where} pi")
         if not step_params or not 0 <= pi < len(step_params):
-            raise SessionFileError(f"step {s.get('i')} of branch {branch_id} names missing parameters {pi}")
+            raise SessionFileError(f"{where} names missing parameters {pi}")
         params = step_params[pi]
     if how not in HOWS:
-        raise SessionFileError(f"unknown step kind {how!r}")
+        raise SessionFileError(f"{where}: unknown step kind {how!r}")
     seed = s.get("seed")
     if how == "sampled" and seed is None:
-        raise SessionFileError(f"sampled step {s.get('i')} of branch {branch_id} has no seed")
-    d = s["dist"]
-    cands = tuple(
-        Candidate(token=Token(_int(c["id"]), _str(c["text"]), bool(c.get("special", False))),
-                  p_base=_float(c["p_base"]), p_final=_float(c["p_final"]), logit=_float(c["logit"]),
-                  kept=bool(c["kept"]), valid=bool(c.get("valid", True)), rank=_int(c.get("rank", 0)))
-        for c in d["candidates"])
-    dist = Distribution(candidates=cands, entropy=_float(d["entropy"]),
-                        entropy_final=_float(d["entropy_final"]), n_kept=_int(d["n_kept"]),
-                        n_valid=_int(d["n_valid"]), vocab_size=_int(d["vocab_size"]),
-                        top_n_only=bool(d.get("top_n_only", False)),
-                        other_mass=_float(d.get("other_mass", 0.0)))
+        raise SessionFileError(f"sampled {where} has no seed")
+    d = _dict(_field(s, "dist", where), f"{where} dist")
+    cands = tuple(_candidate(c, f"a candidate of {where}")
+                  for c in _list(_field(d, "candidates", where), f"{where} candidates"))
+    dist = Distribution(candidates=cands, entropy=_nonneg(_field(d, "entropy", where), f"{where} entropy"),
+                        entropy_final=_nonneg(_field(d, "entropy_final", where), f"{where} entropy_final"),
+                        n_kept=_int(_field(d, "n_kept", where), f"{where} n_kept", lo=0),
+                        n_valid=_int(_field(d, "n_valid", where), f"{where} n_valid", lo=0),
+                        vocab_size=_int(_field(d, "vocab_size", where), f"{where} vocab_size", lo=0),
+                        top_n_only=_bool(d.get("top_n_only", False), f"{where} top_n_only"),
+                        other_mass=_prob(d.get("other_mass", 0.0), f"{where} other_mass"))
     return StepResult(
-        index=_int(s["i"]), token=Token(_int(s["id"]), _str(s["text"]), bool(s.get("special", False))),
-        p_base=_float(s["p_base"]), p_final=_float(s["p_final"]), logit=_float(s["logit"]), how=how,
-        distribution=dist, seed=None if seed is None else _int(seed), branch_id=branch_id,
-        finish_reason=s.get("finish"), note=s.get("note"), elapsed_ms=_float(s.get("ms", 0.0)),
+        index=index,
+        token=Token(_int(_field(s, "id", where), f"{where} id", lo=0, hi=MAX_TOKEN_ID),
+                    _str(_field(s, "text", where), f"{where} text"),
+                    _bool(s.get("special", False), f"{where} special")),
+        p_base=_prob(_field(s, "p_base", where), f"{where} p_base"),
+        p_final=_prob(_field(s, "p_final", where), f"{where} p_final"),
+        logit=_logit(_field(s, "logit", where), f"{where} logit"), how=how,
+        distribution=dist, seed=None if seed is None else _int(seed, f"{where} seed", lo=0, hi=2**63 - 1),
+        branch_id=branch_id,
+        finish_reason=_opt_str(s.get("finish"), f"{where} finish"),
+        note=_opt_str(s.get("note"), f"{where} note"),
+        elapsed_ms=_nonneg(s.get("ms", 0.0), f"{where} ms"),
         params=params,
     )
 

@@ -83,7 +83,7 @@ class BranchesScreen(ModalScreen[None]):
             table.add_row(
                 Text("●" if info.current else " ", style="bold"),
                 Text(str(info.id)),
-                Text(info.name),
+                Text(visible(info.name, glyphs=False)),
                 Text("-" if info.parent is None else str(info.parent)),
                 Text("-" if info.parent is None else str(info.fork_at)),
                 token_text(info.token) if info.token and info.parent is not None else Text(""),
@@ -91,7 +91,7 @@ class BranchesScreen(ModalScreen[None]):
                 token_text(info.parent_token) if info.parent_token else Text(""),
                 Text(_prob(info.parent_p_final)),
                 Text(str(info.length)),
-                Text(info.finish_reason or ""),
+                Text(visible(info.finish_reason or "", glyphs=False)),
                 Text(tail(visible(info.text), TEXT_TAIL)),
                 key=str(info.id),
             )
@@ -120,7 +120,7 @@ class BranchesScreen(ModalScreen[None]):
         if (info := self.selected) is None:
             return
         box = self.query_one("#rename", Input)
-        box.value = info.name
+        box.value = visible(info.name, glyphs=False)
         box.add_class("-shown")
         box.focus()
 

@@ -16,6 +16,7 @@ from textual.widgets import Checkbox, Input, TextArea
 
 from tokentui.engine.prompts import PromptSpec
 from tokentui.tui.widgets.tickbox import TickBox
+from tokentui.visible import terminal_safe
 
 
 class PromptEditor(TextArea):
@@ -45,10 +46,12 @@ class PromptPane(Vertical):
         """The prompt the session uses."""
 
     def compose(self):
-        yield PromptEditor(self.committed.text, id="prompt-text", soft_wrap=True,
+        # Outside text (a session file's prompt) is shown with its control, bidi and invisible
+        # characters as escapes: drawn raw they would act on the terminal.
+        yield PromptEditor(terminal_safe(self.committed.text), id="prompt-text", soft_wrap=True,
                            tab_behavior="focus", show_line_numbers=False, compact=True)
         with Horizontal(id="prompt-options"):
-            yield Input(self.committed.system or "", placeholder="system prompt (optional)",
+            yield Input(terminal_safe(self.committed.system or ""), placeholder="system prompt (optional)",
                         id="prompt-system", compact=True)
             yield TickBox("chat template", self.committed.chat_template, id="prompt-chat",
                            compact=True)
@@ -61,7 +64,13 @@ class PromptPane(Vertical):
     def spec(self) -> PromptSpec:
         """What the pane shows now."""
         system = self.query_one("#prompt-system", Input).value
-        return PromptSpec(text=self.query_one("#prompt-text", TextArea).text,
+        text = self.query_one("#prompt-text", TextArea).text
+        # Unedited escaped text stands for the committed text itself.
+        if text == terminal_safe(self.committed.text):
+            text = self.committed.text
+        if system == terminal_safe(self.committed.system or ""):
+            system = self.committed.system or ""
+        return PromptSpec(text=text,
                           system=system or None,
                           chat_template=self.query_one("#prompt-chat", Checkbox).value)
 
@@ -75,8 +84,8 @@ class PromptPane(Vertical):
     def revert(self) -> None:
         """Show the prompt in use again (the user declined to discard branches)."""
         with self.prevent(TextArea.Changed, Input.Changed, Checkbox.Changed):
-            self.query_one("#prompt-text", TextArea).text = self.committed.text
-            self.query_one("#prompt-system", Input).value = self.committed.system or ""
+            self.query_one("#prompt-text", TextArea).text = terminal_safe(self.committed.text)
+            self.query_one("#prompt-system", Input).value = terminal_safe(self.committed.system or "")
             self.query_one("#prompt-chat", Checkbox).value = self.committed.chat_template
 
     def on_descendant_blur(self) -> None:
