@@ -270,7 +270,8 @@ async def test_model_switch_success_opens_the_same_prompt(make_app, tiny_loaded)
 
 
 async def test_model_screen_offers_the_cli_model_flags_and_validates(make_app):
-    """Local: device, dtype, device map, trust-remote-code (with its warning); server: URL,
+    """Local: device, dtype, device map, trust-remote-code (with its warning), pickle weights;
+    server: URL,
     served model, tokenizer, key variable. A bad value is one line and the screen stays."""
     from textual.widgets import Checkbox, Select
 
@@ -297,12 +298,15 @@ async def test_model_screen_offers_the_cli_model_flags_and_validates(make_app):
         assert "unknown device 'gpu7'" in plain(screen.query_one("#model-error", Static))
         screen.query_one("#model-device", Input).value = "cuda:1"
         screen.query_one("#model-device-map", Input).value = "auto"
+        screen.query_one("#model-pickle", Checkbox).value = True
+        await pilot.pause()
+        assert warning.display  # the pickle box leaves the remote-code warning as it was
         screen.query_one("#model-spec", Input).value = "org/name"
         screen.query_one("#model-spec", Input).focus()
         await pilot.press("enter")
         await pilot.pause()
         assert chosen == [ModelConfig(spec="org/name", device="cuda:1", device_map="auto",
-                                      trust_remote_code=True)]
+                                      trust_remote_code=True, allow_pickle=True)]
         await pilot.press("ctrl+o")
         await pilot.pause()
         screen = app.screen

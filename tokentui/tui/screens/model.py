@@ -78,6 +78,8 @@ class ModelScreen(ModalScreen[ModelConfig | None]):
                 yield TickBox("trust remote code (runs the model's own Python code)", False,
                                id="model-trust")
                 yield Static(Text(TRUST_WARNING), id="model-trust-warning")
+                yield TickBox("allow pickle weights (a checkpoint without safetensors; unpickling "
+                              "can run code)", False, id="model-pickle")
             with Vertical(id="model-server"):
                 yield Input(placeholder="base URL, e.g. http://127.0.0.1:8080", id="model-url")
                 yield Input(placeholder="served model (blank: the server's only model)", id="model-served")
@@ -115,7 +117,8 @@ class ModelScreen(ModalScreen[ModelConfig | None]):
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.stop()
-        self.query_one("#model-trust-warning").display = event.value
+        if event.checkbox.id == "model-trust":
+            self.query_one("#model-trust-warning").display = event.value
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
@@ -140,7 +143,8 @@ class ModelScreen(ModalScreen[ModelConfig | None]):
                            device=self._value("#model-device") or "auto",
                            dtype=str(self.query_one("#model-dtype", Select).value),
                            device_map=self._value("#model-device-map"),
-                           trust_remote_code=self.query_one("#model-trust", Checkbox).value)
+                           trust_remote_code=self.query_one("#model-trust", Checkbox).value,
+                           allow_pickle=self.query_one("#model-pickle", Checkbox).value)
 
     def _say(self, line: str) -> None:
         error = self.query_one("#model-error", Static)
