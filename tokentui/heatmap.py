@@ -13,6 +13,7 @@ from rich.text import Text
 
 from tokentui.engine.persist.attribution_file import SavedAttribution
 from tokentui.engine.results import Token
+from tokentui.palette import heat
 from tokentui.visible import visible
 
 NUMBERS_UP_TO = 16
@@ -20,10 +21,8 @@ NUMBERS_UP_TO = 16
 
 
 def shade(value: float) -> str:
-    """Dark blue (0) to yellow (1)."""
-    v = min(1.0, max(0.0, value))
-    r, g, b = int(20 + 235 * v), int(30 + 190 * v), int(90 - 70 * v)
-    return f"rgb({r},{g},{b})"
+    """The heat scale the app's attribution uses too (``tokentui.palette.heat``)."""
+    return heat(value)
 
 
 def short(token: Token, width: int = 6) -> Text:

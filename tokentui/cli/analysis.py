@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tokentui.cli import render
+from tokentui.cli import progress, render
 from tokentui.cli.options import SharedOptions, shared_options
 from tokentui.cli.runtime import load_backend, model_config, parse_ids, run_config
 from tokentui.engine import launch
@@ -52,21 +50,6 @@ def complete(session: Session, completion_ids: Sequence[int], max_new: int | Non
 def llm_id(backend: Backend) -> str:
     loaded = backend.loaded
     return loaded.name if loaded is not None else backend.capabilities.name
-
-
-@contextlib.contextmanager
-def row_progress(description: str, quiet: bool = False) -> Iterator[Any]:
-    """A transient rich progress bar on stderr (nothing when stderr is not a terminal)."""
-    if quiet or not sys.stderr.isatty():
-        yield lambda done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 # ----- attribute ------------------------------------------------------------------------------
@@ -133,8 +116,8 @@ def attribute(
     backend = load_backend(run.model)
     session = launch.open_session(run, backend, completion_ids=ids)
     complete(session, ids, max_new)
-    with row_progress(f"attributing ({method})") as progress:
-        data = association_json(session, prompt, config, progress)
+    with progress.counts(f"attributing ({method})") as advance:
+        data = association_json(session, prompt, config, advance)
     if as_json:
         render.print_json(data)
         return
@@ -171,19 +154,13 @@ def run_batch(path: Path, out: Path, opts: SharedOptions, config: Any, max_new: 
         check_overwrite(out / f"{n:04d}.json", kind="attribution JSON", is_own=is_attribution_json,
                         force=force)
     backend = load_backend(model_config(opts))
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True),
-                  disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task(f"{config.method}", total=len(prompts))
+    with progress.counts(f"{config.method}", total=len(prompts)) as advance:
         for n, text in enumerate(prompts, start=1):
             session = session_over(backend, text, opts, [])
             complete(session, [], max_new)
             target = out / f"{n:04d}.json"
             write_json(target, association_json(session, text, config), force=force)
-            bar.advance(task)
+            advance(n, len(prompts))
     typer.echo(f"wrote {len(prompts)} files to {render.one_line(out)}", err=True)
 
 

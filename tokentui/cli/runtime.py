@@ -6,15 +6,14 @@ opens a model and a session) that adds the CLI's progress bar on stderr.
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from tokentui.cli import progress
 from tokentui.cli.options import SharedOptions
 from tokentui.engine import launch
 from tokentui.engine.errors import ParameterError
-from tokentui.engine.launch import ModelConfig, Progress, RunConfig
+from tokentui.engine.launch import ModelConfig, RunConfig
 from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec
 
@@ -58,28 +57,9 @@ def run_config(opts: SharedOptions, prompt: str | None = None, *, need_prompt: b
                      constraint=launch.constraint_source(**{f: getattr(opts, f) for f in CONSTRAINT_FIELDS}))
 
 
-@contextlib.contextmanager
-def loading_progress(quiet: bool = False) -> Iterator[Progress]:
-    """A rich progress line on stderr while the model loads; yields the callback."""
-    if quiet or not sys.stderr.isatty():
-        yield lambda stage, fraction: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("loading", total=1.0)
-
-        def update(stage: str, fraction: float | None) -> None:
-            bar.update(task, description=stage, completed=fraction or 0.0)
-
-        yield update
-
-
 def load_backend(model: ModelConfig, *, quiet: bool = False) -> Backend:
     """``launch.open_backend`` with a progress bar on stderr."""
-    with loading_progress(quiet) as bar:
+    with progress.stages("loading", quiet=quiet) as bar:
         return launch.open_backend(model, progress=bar)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tokentui.cli import render
+from tokentui.cli import progress, render
 from tokentui.cli.options import SharedOptions, shared_options
 from tokentui.engine.errors import ParameterError
 from tokentui.visible import visible
@@ -109,9 +110,9 @@ def score(
     from tokentui.engine.analysis.score import score_text, text_ids
 
     prefix_ids, ids = text_ids(backend.tokenizer, body, prefix=prefix, chat=chat, system=system)
-    with scoring_progress(len(ids)) as progress:
+    with scoring_progress(len(ids)) as advance:
         result = score_text(backend, ids, prefix_ids=prefix_ids, window=window, stride=stride,
-                            top_n=alternatives, progress=progress)
+                            top_n=alternatives, progress=advance)
     if target is not None:
         from tokentui.engine.persist.files import atomic_write_text
         from tokentui.export.score_html import to_html
@@ -129,35 +130,13 @@ def score(
         typer.echo(f"wrote {target}", err=True)
 
 
-class scoring_progress:
-    """A progress bar on stderr while a long text is scored (nothing when not a terminal)."""
+def scoring_progress(total: int) -> contextlib.AbstractContextManager[progress.CountCallback]:
+    """A bar on stderr while a long text (2048 tokens or more) is scored."""
+    return progress.counts("scoring", quiet=total < SCORING_BAR_FROM, total=total)
 
-    MIN_TOKENS = 2048
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar = None
-        self.task = None
-
-    def __enter__(self):
-        if self.total < self.MIN_TOKENS or not sys.stderr.isatty():
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress("scoring", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
-        self.bar.__enter__()
-        self.task = self.bar.add_task("scoring", total=self.total)
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+SCORING_BAR_FROM = 2048
+"""Shorter texts score in a moment: no bar."""
 
 
 def plain_console(out: Console) -> bool:

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from tokentui.engine.analysis.attribution import METHODS, AttributionConfig, TokenAttribution, attribute_token
 from tokentui.engine.persist.files import atomic_write_text, json_text
+from tokentui.palette import heat
 from tokentui.tui.screens.attribution_options import AttributionOptionsScreen
 from tokentui.tui.styling import MONO_BAND_STYLES
 from tokentui.tui.widgets.status import StatusLine
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 CYCLE = ("saliency", "input_x_gradient", "integrated_gradients", "gradient_shap",
          "attention_last", "attention_mean", "attention_rollout")
 """The methods ``A`` cycles through (``layer_deeplift`` refuses on Llama-style models)."""
-HEAT = ((48, 54, 61), (240, 136, 62), (255, 234, 160))
-"""Heat scale stops: cold grey, orange, hot pale yellow."""
 MONO_HEAT = (MONO_BAND_STYLES[2], MONO_BAND_STYLES[1], MONO_BAND_STYLES[0], MONO_BAND_STYLES[3],
              MONO_BAND_STYLES[4])
 """Without colour: dim, plain, bold, underline, reverse (low to high), as the bands use them."""
@@ -69,9 +68,7 @@ def heat_style(value: float, *, mono: bool) -> Style:
     value = min(1.0, max(0.0, value))
     if mono:
         return MONO_HEAT[min(4, int(value * 5))]
-    low, high, t = (HEAT[0], HEAT[1], value * 2) if value < 0.5 else (HEAT[1], HEAT[2], value * 2 - 1)
-    r, g, b = (round(x + (y - x) * t) for x, y in zip(low, high, strict=True))
-    return Style(color=f"#{r:02x}{g:02x}{b:02x}")
+    return Style(color=heat(value))
 
 
 @dataclass(frozen=True)

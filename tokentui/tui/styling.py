@@ -12,6 +12,7 @@ from rich.style import Style
 from rich.text import Text
 
 from tokentui.engine.results import StepResult, Token
+from tokentui.palette import hex_colour, ramp
 from tokentui.visible import visible
 
 COLOUR_MODES = ("bands", "probability", "entropy", "rank")
@@ -48,12 +49,6 @@ def band(p: float) -> int:
     return len(BANDS) - 1
 
 
-def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
-    t = min(1.0, max(0.0, t))
-    r, g, bl = (round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
-    return f"#{r:02x}{g:02x}{bl:02x}"
-
-
 RED, YELLOW, GREEN = (248, 81, 73), (227, 195, 26), (63, 185, 80)
 BLUE, MAGENTA = (88, 166, 255), (219, 97, 162)
 
@@ -66,10 +61,9 @@ def step_style(step: StepResult, mode: str, *, mono: bool) -> Style:
         return Style(color=BANDS[band(step.p_final)][2])
     if mode == "probability":
         p = step.p_final
-        colour = _mix(RED, YELLOW, p * 2) if p < 0.5 else _mix(YELLOW, GREEN, (p - 0.5) * 2)
-        return Style(color=colour)
+        return Style(color=hex_colour(ramp(p, (RED, YELLOW, GREEN))))
     if mode == "entropy":
-        return Style(color=_mix(BLUE, MAGENTA, step.entropy / 6.0))
+        return Style(color=hex_colour(ramp(step.entropy / 6.0, (BLUE, MAGENTA))))
     rank = step.rank
     colour = {1: "#3fb950", 2: "#e3c31a"}.get(rank or 0, "#f0883e" if rank and rank <= 5 else "#f85149")
     return Style(color=colour)

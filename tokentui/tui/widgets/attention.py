@@ -19,6 +19,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from tokentui.engine.results import Token
+from tokentui.palette import hex_colour, ramp
 from tokentui.tui.styling import token_text
 
 COMPUTING = "computing…"
@@ -37,9 +38,8 @@ FOCUS_LOW, FOCUS_HIGH = (40, 30, 10), (255, 200, 60)
 
 
 def _colour(value: float, low: tuple[int, int, int], high: tuple[int, int, int]) -> str:
-    t = float(min(1.0, max(0.0, value))) ** 0.5
-    r, g, b = (round(a + (c - a) * t) for a, c in zip(low, high, strict=True))
-    return f"#{r:02x}{g:02x}{b:02x}"
+    """A weight's shade on a square-root scale (small weights stay visible)."""
+    return hex_colour(ramp(value, (low, high), gamma=0.5))
 
 
 class AttentionPane(Widget):

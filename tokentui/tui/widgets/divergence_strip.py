@@ -12,7 +12,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tokentui.tui.styling import GREEN, RED, YELLOW, _mix
+from tokentui.palette import hex_colour, ramp
+from tokentui.tui.styling import GREEN, RED, YELLOW
 
 GLYPHS = "▁▂▃▄▅▆▇█"
 """Eight levels of JS (0 to 1 bit) for monochrome terminals."""
@@ -25,8 +26,7 @@ def level(js: float) -> int:
 
 def shade(js: float) -> str:
     """Green (0) through yellow to red (1 bit), on the same square-root scale."""
-    t = max(0.0, min(1.0, js)) ** 0.5
-    return _mix(GREEN, YELLOW, t * 2) if t < 0.5 else _mix(YELLOW, RED, (t - 0.5) * 2)
+    return hex_colour(ramp(js, (GREEN, YELLOW, RED), gamma=0.5))
 
 
 def strip_text(values: Sequence[float], cursor: int | None, *, mono: bool) -> Text:

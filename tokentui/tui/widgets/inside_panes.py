@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from tokentui.engine.analysis.inside import InsideReport, LayerAttention, LensLayer
 from tokentui.engine.results import Token
+from tokentui.palette import hex_colour, ramp
 from tokentui.tui.styling import visible
 
 DARK = (22, 27, 34)
@@ -31,9 +32,7 @@ LENS_CELL = 14
 
 def shade(value: float, low: tuple[int, int, int] = DARK, high: tuple[int, int, int] = BLUE) -> str:
     """A colour between ``low`` and ``high``; the square root makes small values visible."""
-    t = float(min(1.0, max(0.0, value))) ** 0.5
-    r, g, b = (round(a + (c - a) * t) for a, c in zip(low, high, strict=True))
-    return f"#{r:02x}{g:02x}{b:02x}"
+    return hex_colour(ramp(value, (low, high), gamma=0.5))
 
 
 def piece(token: Token, width: int | None = None) -> Text:
