@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,6 +13,9 @@ from rich.text import Text
 
 from tokentui.cli import render
 from tokentui.cli.options import SharedOptions, fail, shared_options, warn
+
+if TYPE_CHECKING:
+    from tokentui.engine.persist.session_file import SessionFile
 
 SessionPath = Annotated[Path, typer.Argument(help="A session file (.json).", show_default=False)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -26,7 +29,7 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare)
 
 
-def _load_for(sf: Any, opts: SharedOptions) -> Any:
+def _load_for(sf: SessionFile, opts: SharedOptions) -> Any:
     """The backend for a session file: ``--model`` if given, else the recorded model."""
     from tokentui.cli.runtime import load_backend, model_config
     from tokentui.engine.launch import model_for_file

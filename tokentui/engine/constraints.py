@@ -14,13 +14,16 @@ import json
 import re
 import threading
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from tokentui.engine.errors import ConstraintError
 from tokentui.engine.prompts import readable_bytes, token_bytes
+
+if TYPE_CHECKING:
+    from tokentui.engine.session import Session
 
 KINDS: dict[str, str] = {
     "choice": "choice",
@@ -336,7 +339,7 @@ JSON_FLEXIBLE_WHITESPACE = r"[\x20\x0A\x0D\x09]{0,4}"
 INCOMPLETE = "the constraint is not complete"
 
 
-def incomplete_note(session: Any, reason: str | None) -> str | None:
+def incomplete_note(session: Session, reason: str | None) -> str | None:
     """``the constraint is not complete`` when max tokens cut a constrained run before the
     constraint could end (the text is then not a full match: invalid JSON, say); else None."""
     constraint = getattr(session, "constraint", None)

@@ -12,12 +12,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentui.engine.errors import SessionError
 from tokentui.engine.persist.session_file import SessionFile
 from tokentui.engine.prompts import encode_prompt
 from tokentui.engine.results import StepResult
+
+if TYPE_CHECKING:
+    from tokentui.engine.backends.base import Backend
+    from tokentui.engine.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,7 @@ class ReplayReport:
     branches: tuple[BranchReplay, ...]
     prompt_difference: Difference | None
     tolerance: float
-    session: Any = None
+    session: Session | None = None
 
     @property
     def ok(self) -> bool:
@@ -134,7 +138,7 @@ def compare_step(recorded: StepResult, replayed: StepResult, tolerance: float
 
 def replay(
     sf: SessionFile,
-    backend: Any,
+    backend: Backend,
     *,
     check: bool = True,
     tolerance: float = 1e-4,
@@ -200,7 +204,7 @@ def replay(
     return ReplayReport(tuple(results), prompt_diff, tolerance, session)
 
 
-def _replay_step(session: Any, sf: SessionFile, want: StepResult) -> StepResult:
+def _replay_step(session: Session, sf: SessionFile, want: StepResult) -> StepResult:
     """One step chosen the way the recorded one was, with the parameters it was computed with.
 
     Each step carries its own parameters (the user may change them mid-session); steps from

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentui.engine.chat import prompt_messages
 from tokentui.engine.errors import TokentuiError
@@ -42,6 +42,10 @@ from tokentui.engine.params import SamplingParams
 from tokentui.engine.persist.files import atomic_write_text, escape_json_text
 from tokentui.engine.prompts import PromptSpec
 from tokentui.engine.results import Candidate, Distribution, StepResult, Token
+
+if TYPE_CHECKING:
+    from tokentui.engine.backends.base import Backend
+    from tokentui.engine.session import Session
 
 FORMAT = "tokentui-session"
 VERSION = 1
@@ -185,7 +189,7 @@ def _branch_json(b: BranchRecord, table: _ParamsTable | None = None) -> dict[str
 
 
 # ----- from a live session ----------------------------------------------------------------
-def model_record(backend: Any) -> ModelRecord | None:
+def model_record(backend: Backend) -> ModelRecord | None:
     """What the file says about the model: from ``backend.loaded`` when there is one."""
     loaded = backend.loaded
     if loaded is None:
@@ -220,7 +224,7 @@ def constraint_record(constraint: Any) -> dict[str, Any] | None:
     return out
 
 
-def snapshot(session: Any, *, messages: Iterable[dict[str, str]] | None = None) -> SessionFile:
+def snapshot(session: Session, *, messages: Iterable[dict[str, str]] | None = None) -> SessionFile:
     """A SessionFile of a live session (cheap: the steps are shared, not copied)."""
     with session.lock:
         branches = _ordered(session.branches)
@@ -709,14 +713,14 @@ class Autosaver:
         self.last_save = -math.inf
         self.saves = 0
 
-    def changed(self, session: Any, **kw: Any) -> bool:
+    def changed(self, session: Session, **kw: Any) -> bool:
         """Note a change; save now if the interval has passed. True when it saved."""
         self.pending = True
         if self.clock() - self.last_save >= self.interval:
             return self.flush(session, **kw)
         return False
 
-    def flush(self, session: Any, **kw: Any) -> bool:
+    def flush(self, session: Session, **kw: Any) -> bool:
         """Save if a change is pending (on quit, or when the interval has passed)."""
         if not self.pending:
             return False
