@@ -1,5 +1,5 @@
 """``python -m tokentui``."""
 
-from tokentui.cli import main
+from tokentui.entry import main
 
 main()
