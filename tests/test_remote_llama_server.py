@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import torch
-from remote_server import LlamaServer, ensure_llama_server
+from remote_server import LLAMA_CPP_PYTHON_VERSION, LlamaServer, ensure_llama_server
 
 from tokentui.engine.backends import remote
 from tokentui.engine.launch import ModelConfig, open_backend
-from tokentui.engine.models import bundled_gguf_path
+from tokentui.engine.models import bundled_gguf_path, cache_dir
 from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec, encode_prompt, encode_text
 from tokentui.engine.session import Session
@@ -68,13 +68,8 @@ def test_the_cached_binary_is_reused(server: LlamaServer, server_logs: Path) -> 
     again = ensure_llama_server(server_logs / "again.log")
     assert again == server.binary and again.is_file()
     assert not (server_logs / "again.log").exists()  # nothing was built or even logged
-    assert again.parent.name == remote_server_version()
-
-
-def remote_server_version() -> str:
-    from remote_server import LLAMA_CPP_PYTHON_VERSION
-
-    return LLAMA_CPP_PYTHON_VERSION
+    assert again.parent.name == LLAMA_CPP_PYTHON_VERSION
+    assert again.parent.parent.parent == cache_dir()  # respects $TOKENTUI_CACHE
 
 
 def test_recognised_as_llama_cpp_with_the_native_path(backend: remote.RemoteBackend) -> None:
