@@ -135,6 +135,9 @@ class RemoteBackend:
         self.unmapped = 0
         """Returned candidates no local token matched (their mass is left in "other")."""
         self._bias: dict[str, float] | None = None
+        self.last_timings: dict[str, Any] | None = None
+        """llama.cpp's ``timings`` for the last native request: ``prompt_n`` prompt tokens it
+        evaluated, ``cache_n`` it took from its prompt cache (None for other servers)."""
         self.last_overhead_ms = 0.0
         """tokentui's own time in the last step: the step minus the HTTP round trips."""
         self._update_capabilities()
@@ -237,6 +240,8 @@ class RemoteBackend:
         """The returned candidates of one request, the HTTP time, and whether text retokenised."""
         if self.native:
             data = self._post("/completion", self._native_body(ids))
+            timings = data.get("timings") if isinstance(data, dict) else None
+            self.last_timings = timings if isinstance(timings, dict) else None
             return parse_native(data, self.client.display_url), self.client.last_request_ms, False
         http_ms = 0.0
         retokenized = False
