@@ -42,6 +42,8 @@ def _uv_env() -> dict[str, str]:
     """The environment for ``uv tool run``: without the project's virtualenv."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # A cold build compiles only what the server needs: not llama.cpp's multimodal tools (mtmd).
+    env.setdefault("CMAKE_ARGS", "-DLLAVA_BUILD=OFF")
     return env
 
 
