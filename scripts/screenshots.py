@@ -2,12 +2,15 @@
 
 Run: ``uv run python scripts/screenshots.py`` (bundled model, greedy, so the pictures are
 reproducible). Writes ``screenshots/main-generating.svg``, ``branch.svg``, ``branch-list.svg``,
-``attention.svg``, ``compact-80x24.svg``, ``inside.svg``, ``attribution.svg`` and ``compare.svg``.
+``attention.svg``, ``compact-80x24.svg``, ``inside.svg``, ``attribution.svg``, ``compare.svg``,
+``score.svg`` (a text scored, on its most surprising token) and ``lockstep.svg`` (the bundled
+model in float32 against itself in bfloat16).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,9 +21,23 @@ OUT = Path(__file__).resolve().parent.parent / "screenshots"
 PROMPT = "Write a haiku about the sea."
 
 
+SCORED_TEXT = ("The quick brown fox jumps over the lazy dog. Then it ordered a pizza with extra "
+               "pineapple and paid for it in seashells.\n")
+
+
 async def settle(pilot, rounds: int = 4) -> None:
+    from textual.worker import WorkerFailed
+
     for _ in range(rounds):
-        await pilot.app.workers.wait_for_complete()
+        with contextlib.suppress(WorkerFailed):  # the status line says what failed
+            await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.05)
+
+
+async def until(pilot, done: Callable[[], bool], seconds: float = 120.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if done():
+            return
         await pilot.pause(0.05)
 
 
@@ -130,6 +147,45 @@ async def compare(pilot) -> None:
     await settle(pilot)
 
 
+async def score(pilot) -> None:
+    """``s``: a short text scored as given tokens, the cursor on its most surprising token."""
+    import tempfile
+
+    from tokentui.tui.screens.score import ScoreScreen
+
+    app = pilot.app
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+        fh.write(SCORED_TEXT)
+    await pilot.press("s")
+    await until(pilot, lambda: isinstance(app.screen, ScoreScreen), 10)
+    app.screen.query_one("#score-path").value = fh.name
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(app.screen, ScoreScreen))
+    await settle(pilot)
+    os.unlink(fh.name)
+
+
+async def lockstep(pilot) -> None:
+    """``D``: the greedy branch read by the bundled model in float32 (A) and bfloat16 (B)."""
+    from textual.widgets import Select
+
+    from tokentui.tui.screens.lockstep import LockstepScreen
+
+    app = pilot.app
+    for _ in range(10):
+        await pilot.press("n")
+        await settle(pilot, 2)
+    await pilot.press("D")
+    await pilot.pause(0.3)
+    app.screen.query_one("#model-dtype", Select).value = "bfloat16"
+    app.screen.query_one("#model-spec").focus()
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, LockstepScreen) and len(app.screen.divs) >= 10
+                and not app.screen.busy)
+    await pilot.press("k")
+    await settle(pilot)
+
+
 async def main() -> None:
     import torch
 
@@ -147,6 +203,8 @@ async def main() -> None:
         ("inside", (140, 44), inside),
         ("attribution", (140, 44), attribution),
         ("compare", (140, 44), compare),
+        ("score", (140, 44), score),
+        ("lockstep", (140, 44), lockstep),
     ):
         print(await shoot(name, size, scenario, loaded))
 
