@@ -42,12 +42,16 @@ async def test_status_line_counts_while_generating_and_redraws_at_a_bounded_rate
         layouts = []
         relayout = stream.relayout
         stream.relayout = lambda: (layouts.append(len(stream.steps)), relayout())[1]
-        seen = []
-        await pilot.press("g")
-        while app.generating or not seen:
+        seen, lines = [], []
+        app.action_generate()  # as ``g`` does; pilot.press would wait for the run to go idle
+        for _ in range(20000):  # bounded: a run that never shows its count fails, never hangs
+            if not (app.generating or not seen):
+                break
             await pilot.pause(0.005)
-            if found := STATUS.match(status_text(app)):
+            lines.append(status_text(app))
+            if found := STATUS.match(lines[-1]):
                 seen.append(found)
+        assert seen, f"the status line never counted: {sorted(set(lines))[:5]}"
         await wait_run_end(pilot)
         counts = [int(m.group(1)) for m in seen]
         assert counts == sorted(counts) and all(m.group(2) == "120" for m in seen)
