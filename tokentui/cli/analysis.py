@@ -140,7 +140,7 @@ def run_batch(path: Path, out: Path, opts: SharedOptions, config: Any, max_new: 
     """One JSON per prompt line, written as ``out/0001.json`` ..., with a progress bar."""
     from tokentui.engine.persist.files import check_overwrite
 
-    text = launch.read_source_file(path, what="--batch")
+    text = launch.read_source_file(path, what="file for --batch")
     prompts = [line for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ParameterError(f"{path} has no prompts (one a line)")

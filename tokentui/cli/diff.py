@@ -89,7 +89,7 @@ def diff(
     config_b = model_b_config(config.model, spec=model_b, dtype=dtype_b, device=device_b,
                               base_url=base_url_b, served_model=served_model_b,
                               tokenizer=tokenizer_b, api_key_env=api_key_env_b)
-    given_text = read_source_file(text, what="--text") if text is not None else None
+    given_text = read_source_file(text, what="file for --text") if text is not None else None
     a = load_backend(config.model)
     b = load_backend(config_b)
     lock = Lockstep(a, b, config.prompt, params=config.params, top_n=config.top_n, driver=driver)

@@ -132,7 +132,7 @@ def constraint_source(**flags: str | Path | None) -> ConstraintSource | None:
         raise ParameterError(f"give one constraint, not {len(given)}: {', '.join(given)}")
     kind, value = next(iter(given.items()))
     if isinstance(value, Path):
-        value = read_source_file(value, what=f"--{kind.replace('_', '-')}")
+        value = read_source_file(value, what=f"file for --{kind.replace('_', '-')}")
     if kind == "choice":
         return ConstraintSource("choice", "\n".join(part.strip() for part in str(value).split("|")))
     if kind == "choices_file":
@@ -142,20 +142,9 @@ def constraint_source(**flags: str | Path | None) -> ConstraintSource | None:
 
 def read_source_file(path: Path, *, what: str) -> str:
     """A small UTF-8 text file (a grammar, a schema, a list of choices): one line when it is not."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise ParameterError(f"{what}: no such file: {path}")
-    if not path.is_file():
-        raise ParameterError(f"{what}: not a regular file: {path}")
-    if path.stat().st_size > MAX_SOURCE_BYTES:
-        raise ParameterError(f"{what}: {path} is larger than {MAX_SOURCE_BYTES // 1024} KiB")
-    data = path.read_bytes()
-    if b"\x00" in data:
-        raise ParameterError(f"{what}: {path} is a binary file, not text")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ParameterError(f"{what}: {path} is not UTF-8 text (byte {exc.start})") from None
+    from tokentui.engine.persist.files import read_user_text
+
+    return read_user_text(path, what=what, limit=MAX_SOURCE_BYTES)
 
 
 # ----- opening -------------------------------------------------------------------------------

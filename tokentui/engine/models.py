@@ -208,7 +208,8 @@ def tokenizer_dir(gguf_path: str | Path, progress: Progress = _no_progress) -> P
         with contextlib.suppress(OSError):  # another process finished first: keep its copy
             os.replace(tmp, target)
     except Exception as exc:
-        raise ModelLoadError(f"could not read the tokenizer of {gguf_path.name}: {exc}") from exc
+        raise ModelLoadError(f"could not read the tokenizer of {gguf_path.name}: "
+                             f"{_gguf_problem(gguf_path, exc)}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

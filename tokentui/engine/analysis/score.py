@@ -226,17 +226,11 @@ MAX_TEXT_BYTES = 64 << 20
 
 def decode_text(data: bytes, source: str) -> str:
     """Bytes to score as text: one-line errors for a binary, non-UTF-8 or empty input."""
+    from tokentui.engine.persist.files import decode_user_text
+
     if len(data) > MAX_TEXT_BYTES:
         raise ParameterError(f"{source} is larger than {MAX_TEXT_BYTES >> 20} MiB")
-    if b"\x00" in data:
-        raise ParameterError(f"{source} is a binary file, not text (it holds NUL bytes)")
-    try:
-        decoded = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ParameterError(
-            f"{source} is not UTF-8 text: read as UTF-8, byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start} is invalid (convert it, e.g. iconv -f latin1 -t utf-8)") from None
-    decoded = decoded.removeprefix("\ufeff")
+    decoded = decode_user_text(data, source)
     if not decoded.strip():
         raise PromptError(f"{source} is empty: there is nothing to score")
     return decoded
@@ -244,14 +238,10 @@ def decode_text(data: bytes, source: str) -> str:
 
 def read_text_file(path: str | Path) -> str:
     """A text file to score (checked before any model loads)."""
+    from tokentui.engine.persist.files import read_regular_file
+
     path = Path(path).expanduser()
-    if not path.exists():
-        raise ParameterError(f"no such file: {path}")
-    if not path.is_file():
-        raise ParameterError(f"not a regular file: {path}")
-    if path.stat().st_size > MAX_TEXT_BYTES:
-        raise ParameterError(f"{path} is larger than {MAX_TEXT_BYTES >> 20} MiB")
-    return decode_text(path.read_bytes(), str(path))
+    return decode_text(read_regular_file(path, limit=MAX_TEXT_BYTES, what="text file"), str(path))
 
 
 def text_ids(tokenizer: Any, text: str, *, prefix: str | None = None,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tokentui.engine.errors import TokentuiError
+from tokentui.engine.errors import ParameterError, TokentuiError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -152,3 +152,58 @@ def write_checked(path: Path, text: str, *, kind: str, is_own: Callable[[bytes],
     except OSError as exc:
         raise OverwriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+# ----- reading what a user names -----------------------------------------------------------
+def read_regular_file(p: Path, *, limit: int, what: str,
+                      error: type[TokentuiError] = ParameterError) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else is one error line.
+
+    A FIFO, a device (``/dev/zero``), a socket or a folder is refused before it is opened, so
+    nothing hangs or reads without end; the size is capped while reading too (a file that grows).
+    """
+    import stat
+
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise error(f"no such {what}: {p}") from None
+    except OSError as exc:
+        raise error(f"cannot read {p}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{p} is a folder, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{p} is not a regular file (a device, pipe or socket), not a {what}")
+    if st.st_size > limit:
+        raise error(f"{p} is {st.st_size / 2**20:.0f} MiB, larger than the {limit // 2**20} MiB a "
+                    f"{what} may have")
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read {p}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise error(f"{p} is larger than the {limit // 2**20} MiB a {what} may have")
+    return raw
+
+
+def decode_user_text(data: bytes, source: str, *, error: type[TokentuiError] = ParameterError) -> str:
+    """Bytes a user gave as text: one line for a binary (NUL bytes) or non-UTF-8 input, saying
+    where it broke and how it was read; a UTF-8 byte-order mark is dropped."""
+    if b"\x00" in data:
+        raise error(f"{source} is a binary file, not text (it holds NUL bytes)")
+    try:
+        decoded = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{source} is not UTF-8 text: read as UTF-8, byte 0x{data[exc.start]:02x} at offset "
+                    f"{exc.start} is invalid (convert it, e.g. iconv -f latin1 -t utf-8)") from None
+    return decoded.removeprefix("\ufeff")
+
+
+def read_user_text(path: str | Path, *, what: str, limit: int,
+                   error: type[TokentuiError] = ParameterError) -> str:
+    """A text file a user named (a grammar, a schema, choices, a text to score): a regular file
+    of at most ``limit`` bytes, UTF-8, no NUL bytes; anything else is one error line."""
+    p = Path(path).expanduser()
+    return decode_user_text(read_regular_file(p, limit=limit, what=what, error=error), f"{p} ({what})",
+                            error=error)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from tokentui.engine.chat import prompt_messages
 from tokentui.engine.errors import TokentuiError
 from tokentui.engine.params import SamplingParams
-from tokentui.engine.persist.files import atomic_write_text, escape_json_text
+from tokentui.engine.persist.files import atomic_write_text, escape_json_text, read_regular_file
 from tokentui.engine.prompts import PromptSpec
 from tokentui.engine.results import Candidate, Distribution, StepResult, Token
 
@@ -335,37 +335,6 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 """The largest session file read (a long autosaved session is a few MB; /dev/zero is endless)."""
 MAX_TOP_N = 1000
 MAX_TOKEN_ID = 2**31 - 1
-
-
-def read_regular_file(p: Path, *, limit: int, what: str, error: type[TokentuiError]) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes; anything else is one error line.
-
-    A FIFO, a device (``/dev/zero``), a socket or a folder is refused before it is opened, so
-    nothing hangs or reads without end; the size is capped while reading too (a file that grows).
-    """
-    import stat
-
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise error(f"no such {what}: {p}") from None
-    except OSError as exc:
-        raise error(f"cannot read {p}: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise error(f"{p} is a folder, not a {what}")
-    if not stat.S_ISREG(st.st_mode):
-        raise error(f"{p} is not a regular file (a device, pipe or socket), not a {what}")
-    if st.st_size > limit:
-        raise error(f"{p} is {st.st_size / 2**20:.0f} MiB, larger than the {limit // 2**20} MiB a "
-                    f"{what} may have")
-    try:
-        with p.open("rb") as fh:
-            raw = fh.read(limit + 1)
-    except OSError as exc:
-        raise error(f"cannot read {p}: {exc.strerror or exc}") from None
-    if len(raw) > limit:
-        raise error(f"{p} is larger than the {limit // 2**20} MiB a {what} may have")
-    return raw
 
 
 def load_session_file(path: str | os.PathLike[str]) -> SessionFile:
