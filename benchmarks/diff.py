@@ -24,26 +24,10 @@ import sys
 import time
 
 import torch
+from bare import PROMPT, bare_steps  # benchmarks/bare.py (scripts run from their folder)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-PROMPT = "Write a short story about a lighthouse keeper."
-
-
-def bare_steps(model, ids: list[int]):
-    """A bare KV-cache loop; each ``next()`` runs one step (softmax, top-10, forward)."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    with torch.no_grad():
-        out = model(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True)
-        while True:
-            probs = out.logits[0, -1].float().softmax(-1)
-            top = probs.topk(10)
-            next_id = int(top.indices[0])
-            _ = top.values.tolist()
-            out = model(input_ids=torch.tensor([[next_id]]), past_key_values=cache, use_cache=True)
-            yield
 
 
 def lockstep_steps(a, b, steps: int):

@@ -136,3 +136,20 @@ def tiny_dir(tiny_loaded, tmp_path_factory):
     tiny_loaded.model.save_pretrained(folder)
     tiny_loaded.tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_python_server(tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server on the bundled GGUF, on 127.0.0.1 (built the
+    first time, see tests/remote_server.py), shared by the tests that need a server."""
+    from remote_server import LlamaCppPythonServer, ensure_llama_cpp_python
+
+    from tokentui.engine.models import bundled_gguf_path
+
+    logs = tmp_path_factory.mktemp("llama-cpp-python-server")
+    ensure_llama_cpp_python(logs / "build.log")
+    srv = LlamaCppPythonServer(bundled_gguf_path(), logs / "server.log")
+    try:
+        yield srv.start()
+    finally:
+        srv.stop()

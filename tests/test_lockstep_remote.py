@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
-from remote_server import LlamaCppPythonServer, ensure_llama_cpp_python
 
 from tokentui.engine.analysis.lockstep import Lockstep, divergence
 from tokentui.engine.backends import remote
@@ -18,17 +15,10 @@ from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppPythonServer]:
-    from tokentui.engine.models import bundled_gguf_path
-
-    logs: Path = tmp_path_factory.mktemp("lockstep-server")
-    ensure_llama_cpp_python(logs / "build.log")
-    srv = LlamaCppPythonServer(bundled_gguf_path(), logs / "server.log")
-    try:
-        yield srv.start()
-    finally:
-        srv.stop()
+@pytest.fixture
+def server(llama_cpp_python_server):
+    """The shared llama-cpp-python server (tests/conftest.py)."""
+    return llama_cpp_python_server
 
 
 def test_local_against_a_server_is_estimated_over_the_top_n(server, bundled) -> None:

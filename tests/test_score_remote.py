@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from remote_server import LlamaCppPythonServer, ensure_llama_cpp_python
 
 from tokentui.engine.analysis.score import score_text
 from tokentui.engine.backends import remote
@@ -22,17 +20,10 @@ from tokentui.engine.prompts import encode_text
 TEXT = "The capital of France is Paris. One, two, three, four, five."
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppPythonServer]:
-    from tokentui.engine.models import bundled_gguf_path
-
-    logs = tmp_path_factory.mktemp("score-server")
-    ensure_llama_cpp_python(logs / "build.log")
-    srv = LlamaCppPythonServer(bundled_gguf_path(), logs / "server.log")
-    try:
-        yield srv.start()
-    finally:
-        srv.stop()
+@pytest.fixture
+def server(llama_cpp_python_server):
+    """The shared llama-cpp-python server (tests/conftest.py)."""
+    return llama_cpp_python_server
 
 
 def test_llama_cpp_python_is_refused_because_its_echo_is_one_token_off(server, real_backend,
