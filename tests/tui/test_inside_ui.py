@@ -194,15 +194,21 @@ def test_explanation_ids_cover_the_main_screen_and_the_inside_panes():
 async def test_i_waits_while_generating(make_app):
     from tokentui.engine.params import SamplingParams
 
-    app = make_app(params=SamplingParams(seed=7, max_new_tokens=60, ignore_eos=True))
+    app = make_app(params=SamplingParams(seed=7, max_new_tokens=2000, ignore_eos=True))
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        await pilot.press("g")
+        app.simulate_key("g")  # sent without waiting: pilot.press waits for the run to go idle
         for _ in range(300):
             await pilot.pause(0.01)
             if app.generating:
                 break
-        await pilot.press("i")
-        assert not isinstance(app.screen, InsideScreen)
-        await pilot.press("escape")
+        app.simulate_key("i")
+        for _ in range(20):
+            await pilot.pause(0.01)
+        assert app.generating and not isinstance(app.screen, InsideScreen)
+        app.simulate_key("escape")
+        for _ in range(500):
+            await pilot.pause(0.01)
+            if not app.generating:
+                break
         await settle(pilot)

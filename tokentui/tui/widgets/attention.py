@@ -240,7 +240,7 @@ class AttentionPane(Widget):
                     line.truncate(max(1, width - 1))
                     line.append("…")
                 line.end = ""
-                return Strip(list(line.render(self.app.console))).crop(0, width).adjust_cell_length(width)
+                return self._line(list(line.render(self.app.console)), width)
             return Strip.blank(width, BLANK)
         if self.has_caption and y == self.size.height - 1:
             caption = self.caption()
