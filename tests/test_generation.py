@@ -96,3 +96,19 @@ def test_steps_hold_no_tensors(tiny_session):
     for step in steps:
         walk(step)
         assert len(step.candidates) == tiny_session.top_n
+
+
+def test_a_run_that_fills_the_context_ends_there_and_keeps_its_tokens(tiny_backend):
+    """The tiny model's context is 256: a long run stops at it with reason 'context', every
+    step kept, instead of failing half-way."""
+    from tokentui.engine.params import SamplingParams
+    from tokentui.engine.prompts import PromptSpec
+    from tokentui.engine.session import Session
+
+    s = Session(tiny_backend, PromptSpec("Tell me a story"),
+                params=SamplingParams(seed=3, max_new_tokens=100000, ignore_eos=True))
+    limit = tiny_backend.capabilities.max_context
+    steps = list(s.generate())
+    assert len(s.prompt_ids) + len(s.current) == limit
+    assert steps[-1].finish_reason == "context" and len(steps) == len(s.current)
+    assert all(step.finish_reason is None for step in steps[:-1])

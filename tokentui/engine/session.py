@@ -386,7 +386,8 @@ class Session:
     def generate(self, max_new_tokens: int | None = None,
                  stop_event: threading.Event | None = None,
                  *, attention: bool = False, hidden_states: bool = False) -> Iterator[StepResult]:
-        """Step until EOS, a stop sequence, a finished constraint or the length limit.
+        """Step until EOS, a stop sequence, a finished constraint, the length limit or the end
+        of the model's context (``finish_reason`` ``context``: the steps made are kept).
 
         ``max_new_tokens`` caps the tokens added by this call (default: until the branch
         holds ``params.max_new_tokens``,
@@ -398,11 +399,17 @@ class Session:
             return
         budget = (max_new_tokens if max_new_tokens is not None  # a chat turn counts on its own
                   else max(0, self.params.max_new_tokens - (len(branch) - turn_start(branch.steps))))
+        max_ctx = self.backend.capabilities.max_context
         for n in range(budget):
             if stop_event is not None and stop_event.is_set():
                 return
             result = self.step(attention=attention, hidden_states=hidden_states)
-            if result.finish_reason is None and n == budget - 1:
+            if result.finish_reason is None and max_ctx is not None and \
+                    len(self.prompt_ids) + len(self.current) >= max_ctx:
+                # The model's context is full: the run ends here, with what it made kept.
+                result = replace(result, finish_reason="context")
+                self.current.steps[-1] = result
+            elif result.finish_reason is None and n == budget - 1:
                 result = replace(result, finish_reason="length")
                 self.current.steps[-1] = result
             yield result

@@ -433,7 +433,9 @@ class TokenApp(App[None]):
             self.tokens_per_s = message.tokens / message.seconds
         await self.refresh_view(cursor=self.query_one(TokenStream).cursor)
         why = {"eos": "end of sequence", "stop": "stop sequence", "length": "max tokens reached",
-               "constraint": "constraint finished"}.get(message.reason or "", "stopped")
+               "constraint": "constraint finished",
+               "context": "the model's context is full (delete or branch back to go on)"}.get(
+            message.reason or "", "stopped")
         self.query_one(StatusLine).info(
             f"generated {message.tokens} tokens in {message.seconds:.1f} s "
             f"({self.tokens_per_s:.1f} tok/s): {why}")
