@@ -88,18 +88,18 @@ class LockstepScreen(Screen[None]):
     LockstepScreen #ls-status { height: 1; padding: 0 1; color: $text-muted; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "step", "Step both"),
+        Binding("n", "step", "Step"),
         Binding("space", "step", "Step both", show=False),
         Binding("g", "generate", "Generate"),
         Binding("d", "swap_driver", "Swap driver"),
-        Binding("j", "jump(1)", "Next largest JS"),
+        Binding("j", "jump(1)", "Next JS"),
         Binding("k", "jump(-1)", "Previous largest JS", show=False),
         Binding("left", "move(-1)", "Left", show=False),
         Binding("right", "move(1)", "Right", show=False),
-        Binding("o", "other_choice", "Take other's pick"),
+        Binding("o", "other_choice", "Other's pick"),
         Binding("backspace", "delete_last", "Delete last", show=False),
-        Binding("escape", "stop_or_close", "Stop / close"),
-        Binding("q", "close", "Drop model B"),
+        Binding("escape", "stop_or_close", "Close"),
+        Binding("q", "close", "Drop B"),
     ]
 
     @dataclass
