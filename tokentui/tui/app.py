@@ -77,10 +77,11 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 110, 30
 """Below either, the side panes (parameters, attention, chart) move behind ``v``."""
 CHART_INTERVAL_S = 0.5
 """Charts redraw at most this often while generating."""
-REDRAW_INTERVAL_S = 0.2
-"""During a run the panes redraw at most this often (5 Hz); the last step is always drawn.
+REDRAW_INTERVAL_S = 0.5
+"""During a run the panes redraw at most this often (2 Hz); the last step is always drawn.
 Each redraw costs the UI thread a screen update, holding the GIL the engine thread needs
-between torch operations (py-spy --gil at 10 Hz: the UI thread held it a third of a run)."""
+between torch operations (py-spy --gil at 10 Hz: the UI thread held it a third of a run; on a
+quiet 2-core machine 5 Hz made the app 1.4-1.5x the CLI's cost per token, 2 Hz 1.2x)."""
 ATTENTION_DEBOUNCE_S = 0.3
 SIDE_TABS = ("tab-params", "tab-attention", "tab-chart", "tab-constraint")
 
