@@ -115,9 +115,10 @@ def test_context_overflow_is_a_clear_error(tiny_backend):
         Session(tiny_backend, PromptSpec("word " * (limit + 10), chat_template=False))
     session = Session(tiny_backend, PromptSpec("word " * (limit - 3), chat_template=False),
                       params=SamplingParams(max_new_tokens=50, seed=1))
-    with pytest.raises(ContextOverflowError):
-        list(session.generate())
-    # Nothing was lost: the tokens taken before the limit are still there.
+    steps = list(session.generate())  # the run ends at the limit, with what it made kept
+    assert len(session.context_ids()) == limit and steps[-1].finish_reason == "context"
+    with pytest.raises(ContextOverflowError, match="context full"):  # one more is one clear line
+        session.step()
     assert len(session.context_ids()) == limit
 
 

@@ -126,8 +126,9 @@ def test_no_color_run_is_readable(tiny_dir):
     with app(tiny_dir, width=80, height=24, env={"NO_COLOR": "1"}) as term:
         screen = term.wait_for(READY, timeout=START_TIMEOUT)
         term.send_keys("n")
-        screen = term.wait_for("Alternatives at 0")
-        assert "▸" in screen  # the cursor is marked by a glyph, not only reverse video
+        # the cursor is marked by a glyph, not only reverse video (waited for: the stream and the
+        # alternatives pane are drawn in separate refreshes)
+        screen = term.wait_for(lambda t: "Alternatives at 0" in t and "▸" in t)
         assert "bands:" in screen  # the legend names the bands
         term.send_keys("v")  # the side panes (80x24 is compact)
         screen = term.wait_for("greedy")

@@ -90,7 +90,7 @@ KEYS: tuple[Key, ...] = (
     Key(("tab", "shift+tab"), "focus the next / previous pane", "Panes"),
     Key(("ctrl+p",), "command palette: every action by name", "App"),
     Key(("i",), "inside the model at the token under the cursor (left / right: other tokens)",
-        "Analysis", "inside", "Inside", True, "Inside the model"),
+        "Analysis", "inside", "Inside", False, "Inside the model"),
     Key(("f1",), "explain the focused pane: what it shows, how to read it, the formula", "Panes",
         "explain", "Explain", False, "Explain this pane", priority=True),
     Key(("ctrl+s",), "save the session (asks for a path the first time); it is also autosaved",

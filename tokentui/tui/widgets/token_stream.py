@@ -65,7 +65,7 @@ class TokenStream(VerticalScroll, can_focus=True):
         Binding("up", "alternative(-1)", "Alt ↑", show=False),
         Binding("down", "alternative(1)", "Alt ↓", show=False),
         Binding("enter", "choose", "Branch"),
-        Binding("backspace", "delete_last", "Delete"),
+        Binding("backspace", "delete_last", "Delete", show=False),
     ]
 
     cursor: reactive[int] = reactive(0)
