@@ -43,11 +43,10 @@ def help_key(argv: list[str]) -> str:
 
 
 def help_cache_dir() -> Path:
-    """``$TOKENTUI_CACHE/help``, else ``$XDG_CACHE_HOME/tokentui/help`` (as models.cache_dir)."""
-    if env := os.environ.get("TOKENTUI_CACHE"):
-        return Path(env).expanduser() / "help"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "tokentui" / "help"
+    """``help/`` in tokentui's cache folder (``models.cache_dir``: that module imports no torch)."""
+    from tokentui.engine.models import cache_dir
+
+    return cache_dir() / "help"
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ the functions that load something, so ``--help`` and input checks stay instant.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -268,11 +268,3 @@ def restore_session(sf: SessionFile, backend: Backend) -> Session:
 def _silent(stage: str, fraction: float | None) -> None:
     """No progress shown."""
 
-
-def describe_flags(values: Mapping[str, Any]) -> str:
-    """``--a x --b`` for messages that tell a user how to ask for something again."""
-    parts = []
-    for name, value in values.items():
-        flag = "--" + name.replace("_", "-")
-        parts.append(flag if value is True else f"{flag} {value}")
-    return " ".join(parts)
