@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,20 +199,33 @@ def tokenizer_dir(gguf_path: str | Path, progress: Progress = _no_progress) -> P
     _quiet_transformers()
     gguf_path = Path(gguf_path)
     progress("converting the GGUF tokenizer (first run only)", 0.1)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
+        with _cache_folder(target, "tokenizer_config.json") as tmp, \
+                contextlib.redirect_stderr(io.StringIO()):
             tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
             tokenizer.save_pretrained(tmp)
-        with contextlib.suppress(OSError):  # another process finished first: keep its copy
-            os.replace(tmp, target)
     except Exception as exc:
         raise ModelLoadError(f"could not read the tokenizer of {gguf_path.name}: "
                              f"{_gguf_problem(gguf_path, exc)}") from exc
+    return target
+
+
+@contextlib.contextmanager
+def _cache_folder(target: Path, marker: str) -> Iterator[Path]:
+    """A temporary folder beside ``target`` that becomes ``target`` when the block ends without
+    an error (one rename: a crash leaves no half folder). Another process that finished first
+    keeps its copy (its ``marker`` file is there); the temporary folder is always removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / marker).is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 @contextlib.contextmanager
@@ -267,12 +280,11 @@ def ensure_converted(gguf_path: str | Path, progress: Progress = _no_progress) -
     if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
         return target
     progress("converting GGUF weights (first run only): reading the file", 0.02)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
         # transformers' GGUF reader draws its own tqdm bar on stderr: keep it off screen, and
         # report its tensors to ``progress`` instead.
-        with contextlib.redirect_stderr(io.StringIO()), _tensor_progress(progress, 0.05, 0.55):
+        with _cache_folder(target, "config.json") as tmp, contextlib.redirect_stderr(io.StringIO()), \
+                _tensor_progress(progress, 0.05, 0.55):
             model = AutoModelForCausalLM.from_pretrained(
                 str(gguf_path.parent), gguf_file=gguf_path.name,
                 quantization_config=GgufConfig(dequantize=True), dtype="float32",
@@ -283,17 +295,9 @@ def ensure_converted(gguf_path: str | Path, progress: Progress = _no_progress) -
             progress("writing the converted model to the cache", 0.85)
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-        del model
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process finished first: keep its copy.
-            if not (target / "config.json").is_file():
-                raise
+            del model
     except Exception as exc:
         raise ModelLoadError(f"could not convert {gguf_path.name}: {_gguf_problem(gguf_path, exc)}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
