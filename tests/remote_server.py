@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 LLAMA_CPP_PYTHON = f"llama-cpp-python[server]=={LLAMA_CPP_PYTHON_VERSION}"
@@ -176,8 +177,11 @@ def get_json(url: str, timeout: float = 2.0) -> object:
         return json.loads(response.read())
 
 
-class LlamaCppPythonServer:
-    """``python -m llama_cpp.server`` on a GGUF, on a free 127.0.0.1 port."""
+class _ServerProcess:
+    """A server in its own process group on a free 127.0.0.1 port: started, polled until
+    :meth:`ready`, and stopped by killing the group (whatever it started dies with it)."""
+
+    name = "server"
 
     def __init__(self, model: Path, log: Path, *, n_ctx: int = 2048, threads: int = 2) -> None:
         self.model = model
@@ -191,99 +195,27 @@ class LlamaCppPythonServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> LlamaCppPythonServer:
-        cmd = uv_tool_command(
-            "python", "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
-            "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
-            "--n_threads_batch", str(self.threads), "--logits_all", "true", "--verbose", "false")
-        self._cwd = tempfile.TemporaryDirectory()
+    def popen(self, fh: Any) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """Whether the server answers (called until true or the start times out)."""
+        raise NotImplementedError
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> Any:
         with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen(cmd, cwd=self._cwd.name, env=_uv_env(), stdout=fh,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = self.popen(fh)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}:\n"
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
                                    f"{self.log.read_text(errors='replace')[-2000:]}")
             with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-                get_json(f"{self.base_url}/v1/models")
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"llama_cpp.server did not answer within {timeout:.0f} s:\n"
-                           f"{self.log.read_text(errors='replace')[-2000:]}")
-
-    def stop(self) -> None:
-        """Kill the server's process group (uv and the python it started) and wait for it."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        with contextlib.suppress(Exception):
-            self._cwd.cleanup()
-
-    def __enter__(self) -> LlamaCppPythonServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-@contextlib.contextmanager
-def llama_cpp_python_server(model: Path, log: Path) -> Iterator[LlamaCppPythonServer]:
-    server = LlamaCppPythonServer(model, log)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-class LlamaServer:
-    """llama.cpp's own ``llama-server`` (built by :func:`ensure_llama_server`) on a GGUF.
-
-    One slot (``-np 1``), so every request reuses the same prompt cache: a branch pays
-    only for the tokens after the common prefix.
-    """
-
-    def __init__(self, binary: Path, model: Path, log: Path, *, n_ctx: int = 2048,
-                 threads: int = 2) -> None:
-        self.binary = binary
-        self.model = model
-        self.log = log
-        self.n_ctx = n_ctx
-        self.threads = threads
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def command(self) -> list[str]:
-        return [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1",
-                "--port", str(self.port), "-c", str(self.n_ctx), "-t", str(self.threads),
-                "-tb", str(self.threads), "-np", "1", "--no-webui"]
-
-    def start(self, timeout: float = START_TIMEOUT_S) -> LlamaServer:
-        with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen(self.command(), stdout=fh, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.proc.returncode}:\n"
-                                   f"{self.log.read_text(errors='replace')[-2000:]}")
-            with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-                # /health answers 503 while the model loads, 200 once it is ready.
-                health = get_json(f"{self.base_url}/health")
-                if isinstance(health, dict) and health.get("status") == "ok":
+                if self.ready():
                     return self
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"llama-server did not become healthy within {timeout:.0f} s:\n"
+        raise RuntimeError(f"{self.name} did not become ready within {timeout:.0f} s:\n"
                            f"{self.log.read_text(errors='replace')[-2000:]}")
 
     def stop(self) -> None:
@@ -296,8 +228,71 @@ class LlamaServer:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
 
-    def __enter__(self) -> LlamaServer:
+    def __enter__(self) -> Any:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LlamaCppPythonServer(_ServerProcess):
+    """``python -m llama_cpp.server`` on a GGUF, on a free 127.0.0.1 port."""
+
+    name = "llama_cpp.server"
+
+    def popen(self, fh: Any) -> subprocess.Popen[bytes]:
+        cmd = uv_tool_command(
+            "python", "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
+            "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
+            "--n_threads_batch", str(self.threads), "--logits_all", "true", "--verbose", "false")
+        self._cwd = tempfile.TemporaryDirectory()
+        return subprocess.Popen(cmd, cwd=self._cwd.name, env=_uv_env(), stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def ready(self) -> bool:
+        get_json(f"{self.base_url}/v1/models")
+        return True
+
+    def stop(self) -> None:
+        """Kill the server's process group (uv and the python it started) and wait for it."""
+        super().stop()
+        with contextlib.suppress(Exception):
+            self._cwd.cleanup()
+
+
+@contextlib.contextmanager
+def llama_cpp_python_server(model: Path, log: Path) -> Iterator[LlamaCppPythonServer]:
+    server = LlamaCppPythonServer(model, log)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+class LlamaServer(_ServerProcess):
+    """llama.cpp's own ``llama-server`` (built by :func:`ensure_llama_server`) on a GGUF.
+
+    One slot (``-np 1``), so every request reuses the same prompt cache: a branch pays
+    only for the tokens after the common prefix.
+    """
+
+    name = "llama-server"
+
+    def __init__(self, binary: Path, model: Path, log: Path, *, n_ctx: int = 2048,
+                 threads: int = 2) -> None:
+        super().__init__(model, log, n_ctx=n_ctx, threads=threads)
+        self.binary = binary
+
+    def command(self) -> list[str]:
+        return [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1",
+                "--port", str(self.port), "-c", str(self.n_ctx), "-t", str(self.threads),
+                "-tb", str(self.threads), "-np", "1", "--no-webui"]
+
+    def popen(self, fh: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.command(), stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def ready(self) -> bool:
+        # /health answers 503 while the model loads, 200 once it is ready.
+        health = get_json(f"{self.base_url}/health")
+        return isinstance(health, dict) and health.get("status") == "ok"
