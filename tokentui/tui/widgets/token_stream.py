@@ -4,6 +4,10 @@ The widget lays the tokens out itself (so it knows which line holds the cursor a
 token a click hits). The cursor counts completion positions: ``0..len(steps)``, the last one
 being the *next* token, not generated yet; negative values are prompt tokens (``-1`` is the
 prompt's last token), so the attention row, the Inside screen and attribution can start there.
+
+It draws with Textual's line API: a run's redraw restyles the old and the new newest token,
+wraps again only from their line (``stream_layout``), and repaints only the lines that changed
+and are on screen; the screen is laid out again only when the widget itself changes size.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.geometry import Region
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Static
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
 
 from tokentui.engine.results import StepResult, Token
+from tokentui.tui.stream_layout import Changed, WrappedLines
 from tokentui.tui.styling import COLOUR_MODES, legend, step_style, token_text
 
 PROMPT_STYLES = (Style(color="#8b949e"), Style(color="#6e7681"))
@@ -42,19 +48,7 @@ class Cell:
     index: int
 
 
-class _StreamText(Static):
-    """The laid-out text; reports clicks as line/column."""
-
-    @dataclass
-    class Clicked(Message):
-        line: int
-        x: int
-
-    def on_click(self, event: events.Click) -> None:
-        self.post_message(self.Clicked(event.y, event.x))
-
-
-class TokenStream(VerticalScroll, can_focus=True):
+class TokenStream(ScrollView, can_focus=True):
     """Prompt and completion tokens with a movable cursor."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -76,10 +70,11 @@ class TokenStream(VerticalScroll, can_focus=True):
     @dataclass
     class CursorMoved(Message):
         """The cursor moved to completion ``index`` (``at_next``: past the last token; a
-        negative index is a prompt token)."""
+        negative index is a prompt token; ``followed``: it followed new tokens, no key moved it)."""
 
         index: int
         at_next: bool
+        followed: bool = False
 
     @dataclass
     class AlternativeMove(Message):
@@ -98,15 +93,14 @@ class TokenStream(VerticalScroll, can_focus=True):
         self.mono = mono
         self.prompt_tokens: list[Token] = []
         self.steps: list[StepResult] = []
-        self.cells: list[Cell] = []
-        self.rendered = Text()
-        """The laid-out text as last drawn (tests read its ``plain``)."""
-        self._text = _StreamText(id="stream-text")
         self.overlay: Callable[[list[int]], dict[int, Style]] | None = None
         """Styles by sequence position laid over the colour mode (the attribution view)."""
-
-    def compose(self):
-        yield self._text
+        self.wrapped = WrappedLines()
+        """The tokens' pieces (prompt, completion, the next-token slot) wrapped to the pane."""
+        self._strips: dict[int, Strip] = {}
+        """Rendered lines by line number, dropped when a line changes."""
+        self._drawn_cursor: int | None = None
+        """The cursor the pieces were styled with."""
 
     def on_mount(self) -> None:
         self.border_title = "Tokens"
@@ -128,7 +122,7 @@ class TokenStream(VerticalScroll, can_focus=True):
         self.extend([step])
 
     def extend(self, steps: list[StepResult]) -> None:
-        """New tokens, laid out once for all of them (a run draws a batch per redraw); the
+        """New tokens, drawn once for all of them (a run draws a batch per redraw); the
         cursor follows when it was on the newest token or the next slot."""
         if not steps:
             return
@@ -136,8 +130,8 @@ class TokenStream(VerticalScroll, can_focus=True):
         self.steps.extend(steps)
         if follow:
             self.set_reactive(TokenStream.cursor, len(self.steps) - 1)
-            self.post_message(self.CursorMoved(self.cursor, False))
-        self.relayout()
+            self.post_message(self.CursorMoved(self.cursor, False, followed=True))
+        self._redraw_from_cursor()
 
     @property
     def at_next(self) -> bool:
@@ -155,6 +149,20 @@ class TokenStream(VerticalScroll, can_focus=True):
     @property
     def current_step(self) -> StepResult | None:
         return None if self.at_next or self.in_prompt else self.steps[self.cursor]
+
+    @property
+    def rendered(self) -> Text:
+        """The laid-out text, one line per row (tests read its ``plain``)."""
+        text = Text("\n").join(self.wrapped.line_text(i) for i in range(self.wrapped.n_lines))
+        text.no_wrap = True
+        return text
+
+    @property
+    def cells(self) -> list[Cell]:
+        """Where each token was drawn (a token wider than the pane has one cell per line)."""
+        n_prompt = len(self.prompt_tokens)
+        return [Cell(line, f.x, f.width, f.order - n_prompt)
+                for line, fragments in enumerate(self.wrapped.lines) for f in fragments]
 
     def _clamp(self, index: int) -> int:
         return max(-len(self.prompt_tokens), min(len(self.steps), index))
@@ -182,7 +190,7 @@ class TokenStream(VerticalScroll, can_focus=True):
 
     def watch_cursor(self, old: int, new: int) -> None:
         if old != new:
-            self.relayout()
+            self._redraw_from_cursor()
             self.post_message(self.CursorMoved(new, new >= len(self.steps)))
 
     def watch_colour_mode(self) -> None:
@@ -195,73 +203,126 @@ class TokenStream(VerticalScroll, can_focus=True):
     def on_resize(self) -> None:
         self.relayout()
 
-    def on__stream_text_clicked(self, event: _StreamText.Clicked) -> None:
-        for cell in self.cells:
-            if cell.line == event.line and cell.x <= event.x < cell.x + cell.width:
-                self.cursor = self._clamp(cell.index)
-                self.focus()
-                return
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()  # a new theme or class: the lines render in new colours
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        order = self.wrapped.piece_at(offset.y + self.scroll_offset.y, offset.x + self.scroll_offset.x)
+        if order is not None:
+            self.cursor = self._clamp(order - len(self.prompt_tokens))
+            self.focus()
 
     # ----- layout -------------------------------------------------------------------
+    def _piece(self, order: int, over: dict[int, Style]) -> tuple[Text, bool]:
+        """Token ``order`` (prompt first, then completion, then the next slot) as drawn, and
+        whether it ends its line (it holds a newline)."""
+        n_prompt = len(self.prompt_tokens)
+        index = order - n_prompt
+        if index == len(self.steps):
+            return Text(NEXT_SLOT, style=CURSOR_STYLE), False
+        if index < 0:
+            token = self.prompt_tokens[order]
+            piece = token_text(token, style=PROMPT_STYLES[order % 2])
+        else:
+            token = self.steps[index].token
+            piece = token_text(token, style=step_style(self.steps[index], self.colour_mode,
+                                                       mono=self.mono))
+        if order in over:
+            piece.stylize(over[order])
+        if index == self.cursor:
+            piece.stylize(CURSOR_STYLE)
+            if self.mono:
+                piece = Text("▸") + piece
+        return piece, "\n" in token.text
+
+    def _n_pieces(self) -> int:
+        return len(self.prompt_tokens) + len(self.steps) + (1 if self.at_next else 0)
+
+    def _overlay(self) -> dict[int, Style]:
+        if self.overlay is None:
+            return {}
+        return self.overlay([t.id for t in self.prompt_tokens] + [s.token.id for s in self.steps])
+
     def relayout(self) -> None:
-        """Wrap the tokens to the pane width, remember each token's cell, scroll to the cursor."""
+        """Style and wrap every token again (new tokens, colours, overlay or width)."""
+        self._drawn_cursor = self.cursor
         if not self.is_mounted:
             return
-        width = max(8, self.scrollable_content_region.width - 1)
-        lines: list[Text] = [Text()]
-        cells: list[Cell] = []
-        cursor_line = 0
+        over = self._overlay()
+        drawn = [self._piece(o, over) for o in range(self._n_pieces())]
+        self._show(self.wrapped.reset(self._width(), [p for p, _ in drawn], [b for _, b in drawn]))
 
-        def put(piece: Text, index: int | None, newline_after: bool) -> None:
-            nonlocal cursor_line
-            while True:
-                line = lines[-1]
-                room = width - line.cell_len
-                if piece.cell_len <= room or (line.cell_len == 0 and room <= 0):
-                    break
-                if line.cell_len > 0:
-                    lines.append(Text())
-                    continue
-                head, piece = piece[:room], piece[room:]  # a token wider than the pane
-                cells.append(Cell(len(lines) - 1, 0, head.cell_len, index))
-                line.append_text(head)
-                lines.append(Text())
-            cells.append(Cell(len(lines) - 1, lines[-1].cell_len, piece.cell_len, index))
-            if index == self.cursor:
-                cursor_line = len(lines) - 1
-            lines[-1].append_text(piece)
-            if newline_after:
-                lines.append(Text())
+    def _redraw_from_cursor(self) -> None:
+        """The cursor moved or tokens were added: restyle the tokens the cursor left and
+        reached, style the new ones, and wrap again from there."""
+        if not self.is_mounted or self._drawn_cursor is None or self.wrapped.width != self._width():
+            self.relayout()
+            return
+        n_prompt, n = len(self.prompt_tokens), self._n_pieces()
+        dirty = {self._drawn_cursor + n_prompt, self.cursor + n_prompt}
+        dirty.update(range(min(len(self.wrapped.pieces), n), n))
+        self._drawn_cursor = self.cursor
+        over = self._overlay()
+        pieces, breaks = self.wrapped.pieces[:n], self.wrapped.breaks[:n]
+        for order in sorted(dirty):
+            if 0 <= order < n:
+                piece, brk = self._piece(order, over)
+                if order < len(pieces):
+                    pieces[order], breaks[order] = piece, brk
+                else:
+                    pieces.append(piece)
+                    breaks.append(brk)
+        self._show(self.wrapped.update(pieces, breaks, dirty))
 
-        over = self.overlay([t.id for t in self.prompt_tokens] + [s.token.id for s in self.steps]) \
-            if self.overlay else {}
-        n_prompt = len(self.prompt_tokens)
-        for i, tok in enumerate(self.prompt_tokens):
-            piece = token_text(tok, style=PROMPT_STYLES[i % 2])
-            if i in over:
-                piece.stylize(over[i])
-            if i - n_prompt == self.cursor:
-                piece.stylize(CURSOR_STYLE)
-                if self.mono:
-                    piece = Text("▸") + piece
-            put(piece, i - n_prompt, "\n" in tok.text)
-        for i, step in enumerate(self.steps):
-            piece = token_text(step.token, style=step_style(step, self.colour_mode, mono=self.mono))
-            if len(self.prompt_tokens) + i in over:
-                piece.stylize(over[len(self.prompt_tokens) + i])
-            if i == self.cursor:
-                piece.stylize(CURSOR_STYLE)
-                if self.mono:
-                    piece = Text("▸") + piece
-            put(piece, i, "\n" in step.token.text)
-        if self.at_next:
-            put(Text(NEXT_SLOT, style=CURSOR_STYLE), len(self.steps), False)
-        self.cells = cells
-        text = Text("\n").join(lines)
-        text.no_wrap = True
-        # A new layout of the screen only when the text gets taller or shorter (a run adds
-        # tokens to the last line most of the time): a layout costs the UI thread far more.
-        grew = len(lines) != len(self.rendered.plain.split("\n")) or not self.rendered.plain
-        self.rendered = text
-        self._text.update(text, layout=grew)
-        self.call_after_refresh(self.scroll_to_region, Region(0, cursor_line, 1, 1), animate=False)
+    def _width(self) -> int:
+        return max(8, self.scrollable_content_region.width)
+
+    def _show(self, changed: Changed) -> None:
+        """Repaint the changed lines that are on screen, resize the scroll area, keep the
+        cursor's line in view."""
+        for line in [k for k in self._strips if k >= changed.first and k < changed.end]:
+            del self._strips[line]
+        height = self.wrapped.n_lines
+        size = Size(self._width(), height)
+        if size != self.virtual_size:
+            # Only the scroll area changed (the scrollbar is always shown): no layout of the
+            # whole screen, which would cost the UI thread (and the engine) far more.
+            self.set_reactive(Widget.virtual_size, size)
+            self.vertical_scrollbar.window_virtual_size = height
+            self.vertical_scrollbar.window_size = self.scrollable_content_region.height
+            self.vertical_scrollbar.refresh()
+        top = self.scroll_offset.y
+        rows = self.scrollable_content_region.height
+        first, end = max(changed.first, top), min(changed.end, top + rows)
+        if end > first:
+            self.refresh_lines(first, end - first)
+        self._scroll_to_cursor()
+
+    def _scroll_to_cursor(self) -> None:
+        order = len(self.prompt_tokens) + self.cursor
+        if not 0 <= order < len(self.wrapped.starts):
+            return
+        line, top = self.wrapped.starts[order], self.scroll_offset.y
+        rows = self.scrollable_content_region.height
+        if line < top:
+            self.scroll_to(y=line, animate=False)
+        elif line >= top + rows:
+            self.scroll_to(y=line - rows + 1, animate=False)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        line = scroll_y + y
+        width = self.scrollable_content_region.width
+        style = self.rich_style
+        if line >= self.wrapped.n_lines:
+            return Strip.blank(width, style)
+        strip = self._strips.get(line)
+        if strip is None:
+            text = self.wrapped.line_text(line)
+            strip = Strip(text.render(self.app.console), text.cell_len).apply_style(style)
+            self._strips[line] = strip
+        return strip.crop_extend(scroll_x, scroll_x + width, style)
