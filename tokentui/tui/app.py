@@ -29,7 +29,7 @@ from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Checkbox, Footer, Header, Input, Select, TabbedContent, TabPane, TextArea
 from textual.widgets._select import SelectOverlay
@@ -77,6 +77,8 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 110, 30
 """Below either, the side panes (parameters, attention, chart) move behind ``v``."""
 CHART_INTERVAL_S = 0.5
 """Charts redraw at most this often while generating."""
+RUN_TABLE_TITLE = "Alternatives: shown when the run stops (← → to look now)"
+"""The table's title during a run: it does not follow the newest token (see cursor moves)."""
 REDRAW_INTERVAL_S = 0.5
 """During a run the panes redraw at most this often (2 Hz); the last step is always drawn.
 Each redraw costs the UI thread a screen update, holding the GIL the engine thread needs
@@ -130,11 +132,13 @@ class TokenApp(App[None]):
     model_off: bool = False
     """The model does not run (ctrl+l): prompt and parameters can be edited on a slow machine."""
 
-    generating: reactive[bool] = reactive(False)
+    # ``var``, not ``reactive``: an App reactive repaints the whole screen when it changes, and
+    # tokens/s changes at every redraw of a run. The watchers redraw what depends on them.
+    generating: var[bool] = var(False)
     """A generation run is streaming (toggles the ``-generating`` class)."""
-    ready: reactive[bool] = reactive(False)
+    ready: var[bool] = var(False)
     """The backend is loaded."""
-    tokens_per_s: reactive[float] = reactive(0.0)
+    tokens_per_s: var[float] = var(0.0)
     """Speed of the latest run (or step), shown in the header."""
 
     def __init__(self, backend_factory: BackendFactory, *, params: SamplingParams | None = None,
@@ -297,6 +301,7 @@ class TokenApp(App[None]):
         branch = session.current
         self._run_total = max(0, session.params.max_new_tokens - (len(branch) - turn_start(branch.steps)))
         self._say_generating()
+        self.query_one(AlternativesTable).border_title = RUN_TABLE_TITLE
         last: StepResult | None = None
         count = 0
         # The steps arrive as fast as the engine makes them; the panes redraw at a bounded
@@ -442,6 +447,10 @@ class TokenApp(App[None]):
             f"({self.tokens_per_s:.1f} tok/s): {why}")
 
     def on_token_stream_cursor_moved(self, message: TokenStream.CursorMoved) -> None:
+        if message.followed and self.generating:
+            # The newest token's table and charts are drawn when the run stops: a redraw during
+            # a run stays the token stream and the status line (a table costs the engine ~30 ms).
+            return
         stream = self.query_one(TokenStream)
         step = stream.current_step
         if step is not None:
@@ -884,7 +893,7 @@ class TokenApp(App[None]):
         parts = []
         if self.view is not None:
             parts.append(f"branch {self.view.branch_index}/{self.view.branch_count}")
-        if self.tokens_per_s > 0:
+        if self.tokens_per_s > 0 and not self.generating:  # during a run the status line counts
             parts.append(f"{self.tokens_per_s:.1f} tok/s")
         parts.append(self.model_name)
         if self.device:
@@ -894,10 +903,13 @@ class TokenApp(App[None]):
         self.sub_title = fit_line(parts, self.size.width - len(self.title) - 22)  # icon, clock space, " — "
 
     def watch_tokens_per_s(self) -> None:
-        self.update_header()
+        # A header change lays out the whole screen: not twice a second during a run.
+        if not self.generating:
+            self.update_header()
 
     def watch_generating(self, generating: bool) -> None:
         self.query_one(TokenStream).set_class(generating, "-generating")
+        self.update_header()
 
     def attention_visible(self) -> bool:
         return self._side_tab_visible("tab-attention")
