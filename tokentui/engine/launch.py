@@ -158,14 +158,17 @@ def open_backend(model: ModelConfig, *, progress: Progress | None = None) -> Bac
             progress(f"connecting to {model.base_url}", None)
         return remote.from_options(base_url=model.base_url, served_model=model.served_model,
                                    api_key_env=model.api_key_env, tokenizer=model.tokenizer)
-    from tokentui.engine import models
+    from tokentui.engine import heap, models
     from tokentui.engine.backends.local import LocalBackend
 
-    loaded = models.load(model.spec, device=model.device, dtype=model.dtype,
-                         trust_remote_code=model.trust_remote_code, device_map=model.device_map,
-                         allow_pickle=model.allow_pickle,
-                         progress=progress or _silent)
-    return LocalBackend(loaded)
+    with heap.paused():
+        loaded = models.load(model.spec, device=model.device, dtype=model.dtype,
+                             trust_remote_code=model.trust_remote_code, device_map=model.device_map,
+                             allow_pickle=model.allow_pickle,
+                             progress=progress or _silent)
+        backend = LocalBackend(loaded)
+        heap.settle()  # the model's objects out of later garbage collections (see heap.py)
+    return backend
 
 
 def open_constraint(source: ConstraintSource | None, backend: Backend,

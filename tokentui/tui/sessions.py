@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tokentui.engine import chat, launch
+from tokentui.engine import chat, heap, launch
 from tokentui.engine.analysis.compare import compare_branches
 from tokentui.engine.analysis.forks import ExploreProgress, criticality, explore, next_critical
 from tokentui.engine.backends.base import Backend
@@ -270,6 +270,7 @@ class SessionControl:
         app.session, app.view, self.save_path = None, None, None
         if spec.text.strip() or (spec.system or "").strip():
             await app.open_session(spec)
+        await app.engine.call(heap.settle)  # the old model's cycles go; the new one is frozen
         where = f"{loaded.name} on {loaded.device} ({loaded.dtype})" if loaded else caps.name
         self._status(f"loaded {where}: a new session on the same prompt")
 
