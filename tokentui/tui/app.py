@@ -81,9 +81,10 @@ RUN_TABLE_TITLE = "Alternatives: shown when the run stops (← → to look now)"
 """The table's title during a run: it does not follow the newest token (see cursor moves)."""
 REDRAW_INTERVAL_S = 0.5
 """During a run the panes redraw at most this often (2 Hz); the last step is always drawn.
-Each redraw costs the UI thread a screen update, holding the GIL the engine thread needs
-between torch operations (py-spy --gil at 10 Hz: the UI thread held it a third of a run; on a
-quiet 2-core machine 5 Hz made the app 1.4-1.5x the CLI's cost per token, 2 Hz 1.2x)."""
+A redraw is the token stream's changed lines and the status line (about 6 ms of the UI
+thread, holding the GIL the engine thread needs between torch operations). On a quiet 2-core
+machine (benchmarks/app_rate.py, 128 tokens, 3 rounds) 2 Hz costs 1.01-1.03x the CLI's time
+per token, 5 Hz 1.08-1.10x."""
 ATTENTION_DEBOUNCE_S = 0.3
 SIDE_TABS = ("tab-params", "tab-attention", "tab-chart", "tab-constraint")
 
