@@ -22,7 +22,7 @@ pytestmark = pytest.mark.architectures
 CASES = {
     "llama": "attention", "mistral": "sliding", "gemma2": "sliding", "gemma3": "sliding",
     "bloom": "attention", "gpt2": "attention", "opt": "attention", "mamba": "recurrent",
-    "mamba2": "recurrent", "jamba": "hybrid",
+    "mamba2": "recurrent", "jamba": "hybrid", "falcon_h1": "hybrid",
 }
 """Plain rotary, sliding window, ALiBi (bloom), learned positions (gpt2, opt), recurrent, hybrid."""
 GENERATE = 3 * zoo.WINDOW

@@ -139,12 +139,14 @@ def test_inspect_tables_say_it(name, needles, zoo_loaded, monkeypatch):
         assert needle in flat, (needle, result.stdout)
 
 
-@pytest.mark.parametrize("name", ["jamba", "bamba"])
-def test_hybrid_offers_its_attention_layers(name, zoo_loaded):
+@pytest.mark.parametrize("name,every_layer", [("jamba", False), ("bamba", False), ("falcon_h1", True)])
+def test_hybrid_offers_its_attention_layers(name, every_layer, zoo_loaded):
+    """Jamba and Bamba alternate attention and Mamba layers; Falcon-H1 runs both in every layer."""
     backend = LocalBackend(zoo_loaded(name))
     att = attn.full_attention(backend, [5, 6, 7, 8])
     assert backend.capabilities.attention
-    assert backend.capabilities.layers == att.shape[0] < backend.model.config.num_hidden_layers
+    assert backend.capabilities.layers == att.shape[0]
+    assert (att.shape[0] == backend.model.config.num_hidden_layers) == every_layer
     assert backend.capabilities.heads == att.shape[1]
 
 

@@ -102,6 +102,11 @@ def _configs() -> dict[str, Callable[[], Any]]:
                    mamba_n_heads=8, mamba_d_head=8, mamba_n_groups=1, mamba_d_state=8,
                    mamba_d_conv=4, mamba_expand=2, mamba_chunk_size=16,
                    max_position_embeddings=256),
+        "falcon_h1": c("FalconH1Config", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, mamba_d_ssm=64,
+                       mamba_n_heads=8, mamba_d_head=8, mamba_n_groups=1, mamba_d_state=8,
+                       mamba_d_conv=4, mamba_expand=2, mamba_chunk_size=16,
+                       max_position_embeddings=256),
     }
 
 
@@ -111,7 +116,7 @@ def names() -> list[str]:
 
 KINDS = {"mistral": "sliding", "gemma2": "sliding", "gemma3": "sliding", "bloom": "alibi",
          "gpt2": "learned", "opt": "learned", "mamba": "recurrent", "mamba2": "recurrent",
-         "jamba": "hybrid", "bamba": "hybrid"}
+         "jamba": "hybrid", "bamba": "hybrid", "falcon_h1": "hybrid"}
 """The cache kind of each model that is not a plain rotary attention cache."""
 
 

@@ -34,6 +34,8 @@ from tokentui.tui.styling import COLOUR_MODES, legend, step_style, token_text
 PROMPT_STYLES = (Style(color="#8b949e"), Style(color="#6e7681"))
 """Prompt tokens alternate two greys so their boundaries stay visible."""
 CURSOR_STYLE = Style(reverse=True, bold=True)
+MAX_CACHED_LINES = 1000
+"""Rendered lines kept at most (a few screens' worth; the cache starts again past it)."""
 NEXT_SLOT = "▁"
 """Shown after the last token when the cursor is on the next (not yet generated) token."""
 
@@ -322,6 +324,8 @@ class TokenStream(ScrollView, can_focus=True):
             return Strip.blank(width, style)
         strip = self._strips.get(line)
         if strip is None:
+            if len(self._strips) > MAX_CACHED_LINES:  # scrolled through a long text: keep it flat
+                self._strips.clear()
             text = self.wrapped.line_text(line)
             strip = Strip(text.render(self.app.console), text.cell_len).apply_style(style)
             self._strips[line] = strip
