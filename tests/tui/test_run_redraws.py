@@ -81,3 +81,22 @@ async def test_the_stream_shows_the_same_text_drawn_piecewise_or_at_once(make_ap
                                                        for y in range(stream.size.height)])
         first_shown = stream.wrapped.line_text(stream.scroll_offset.y).plain
         assert screen_text.startswith(first_shown)
+
+
+async def test_a_click_on_a_token_moves_the_cursor_there(make_app) -> None:
+    app = make_app(params=SamplingParams(seed=7, max_new_tokens=6, ignore_eos=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("g")
+        await settle(pilot)
+        stream = app.query_one(TokenStream)
+        assert stream.cursor == 5
+        for index in (2, -3):  # a completion token, then a prompt token
+            cell = next(c for c in stream.cells if c.index == index)
+            top = stream.scroll_offset.y
+            assert top <= cell.line < top + stream.scrollable_content_region.height
+            inside = stream.content_region.offset - stream.region.offset
+            await pilot.click(TokenStream, offset=(inside.x + cell.x, inside.y + cell.line - top))
+            await settle(pilot)
+            assert stream.cursor == index
+            assert app.focused is stream
