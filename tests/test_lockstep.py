@@ -244,3 +244,57 @@ def test_a_top_n_side_gives_an_estimate_over_the_union(tiny_loaded, tiny_other) 
     assert token_stats(d, inside, full_a=True, full_b=False)[3] == 4
     for tid, _p, _r, p_other, rank_other in d.top_a:
         assert (p_other is None) == (tid not in pb) and (rank_other is None) == (tid not in pb)
+
+
+TEXT = (" The cat sat on the mat and told a story about a lighthouse keeper who counted the"
+        " ships, one by one, every night for twenty years.") * 3
+
+
+def read_all(ls: Lockstep, ids: list[int]):
+    divs, error = [], None
+    try:
+        for d in ls.force_ids(ids):
+            divs.append(d)
+    except Exception as exc:  # the context's end, as a one-line error
+        error = exc
+    return divs, error
+
+
+def test_a_given_text_is_read_in_batched_passes_with_the_same_numbers(tiny_loaded, tiny_other,
+                                                                       tokenizer, monkeypatch) -> None:
+    from tokentui.engine.analysis import lockstep
+
+    ids = tokenizer(TEXT, add_special_tokens=False).input_ids
+    batched = Lockstep(LocalBackend(tiny_loaded), LocalBackend(tiny_other), PromptSpec("Read this:"),
+                       params=GREEDY)
+    fast, _ = read_all(batched, ids)
+    monkeypatch.setattr(lockstep, "READ_AHEAD_TOKENS", 1)  # a pass per token, as stepping does
+    stepped = Lockstep(LocalBackend(tiny_loaded), LocalBackend(tiny_other), PromptSpec("Read this:"),
+                       params=GREEDY)
+    slow, _ = read_all(stepped, ids)
+    assert len(fast) == len(slow) == len(ids)
+    for f, s in zip(fast, slow, strict=True):
+        assert f.token == s.token and f.rank_a == s.rank_a and f.rank_b == s.rank_b
+        for key in ("p_a", "p_b", "kl_ab", "kl_ba", "js"):
+            assert getattr(f, key) == pytest.approx(getattr(s, key), rel=1e-5, abs=1e-5), key
+    check_against_reference(batched, tiny_loaded.model, tiny_other.model, tol=1e-4)
+    for side in ("a", "b"):
+        # the prompt's pass, then one pass for the whole text (not one per token)
+        assert getattr(batched, side).backend.forward_calls <= 2
+        assert getattr(stepped, side).backend.forward_calls >= len(ids)
+
+
+def test_a_text_past_the_context_ends_where_stepping_ends(tiny_loaded, tiny_other, tokenizer,
+                                                          monkeypatch) -> None:
+    from tokentui.engine.analysis import lockstep
+
+    ids = tokenizer(TEXT * 4, add_special_tokens=False).input_ids
+    assert len(ids) > tiny_loaded.model.config.max_position_embeddings
+    fast, fast_error = read_all(Lockstep(LocalBackend(tiny_loaded), LocalBackend(tiny_other),
+                                         PromptSpec("Read this:"), params=GREEDY), ids)
+    monkeypatch.setattr(lockstep, "READ_AHEAD_TOKENS", 1)
+    slow, slow_error = read_all(Lockstep(LocalBackend(tiny_loaded), LocalBackend(tiny_other),
+                                         PromptSpec("Read this:"), params=GREEDY), ids)
+    assert len(fast) == len(slow) < len(ids)
+    assert type(fast_error) is type(slow_error) and "context" in str(fast_error)
+    assert [d.token.id for d in fast] == [d.token.id for d in slow]

@@ -119,6 +119,13 @@ class Backend(Protocol):
         """Scores for the token after ``ids`` (reusing whatever cache the backend keeps)."""
         ...
 
+    def read_ahead(self, ids: Sequence[int], start: int) -> bool:
+        """Run ``ids`` through the model in one pass and answer the coming ``next_logits(ids[:k])``
+        (``start <= k <= len(ids)``) from it: a given text read position by position (lockstep)
+        costs one forward instead of one per token. False when the backend cannot (a server,
+        a recurrent state), and ``next_logits`` works as before."""
+        ...
+
     def reset(self) -> None:
         """Forget any cached state."""
         ...

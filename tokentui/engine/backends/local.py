@@ -125,8 +125,13 @@ class LocalBackend:
         self._cache_ids: list[int] = []
         self._snapshots: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         """Recurrent and hybrid models: copies of the whole cache by the ids it had seen (LRU)."""
+        self._ahead: dict[int, torch.Tensor] = {}
+        """Logits after ``_ahead_ids[:k]`` by ``k``, from the last ``read_ahead``."""
+        self._ahead_ids: list[int] = []
         self.forward_tokens = 0
         """How many token positions went through the model (for tests and benchmarks)."""
+        self.forward_calls = 0
+        """How many forward passes ran (for tests and benchmarks)."""
         self.restores = 0
         """How many times a kept recurrent state was restored (for tests)."""
 
@@ -139,6 +144,7 @@ class LocalBackend:
             self._cache = None
             self._cache_ids = []
             self._snapshots.clear()
+            self._ahead, self._ahead_ids = {}, []
 
     def cancel(self) -> None:
         """Nothing to abort: a local forward pass ends by itself (the engine checks its stop
@@ -191,6 +197,34 @@ class LocalBackend:
         self.restores += 1
         return len(best)
 
+    def read_ahead(self, ids: Sequence[int], start: int) -> bool:
+        """One forward over ``ids`` (after what the cache holds); the logits after every prefix
+        ``ids[:k]``, ``start <= k <= len(ids)``, are kept for ``next_logits``. Attention and
+        sliding caches only: transformers' recurrent states take one token at a time here."""
+        ids = [int(i) for i in ids]
+        if self.cache_kind not in ("attention", "sliding") or not 1 <= start <= len(ids):
+            return False
+        self.check_length(len(ids))
+        with self.lock, torch.no_grad():
+            keep = min(common_prefix(self._cache_ids, ids), start - 1)
+            try:
+                if self._cache is None or keep == 0:
+                    self._cache, fed = self._new_cache(), 0
+                else:
+                    fed = self._cut(ids, keep)
+                self._cache_ids = ids[:fed]
+                out = self._forward(torch.tensor([ids[fed:]], device=self.input_device),
+                                    attention=False, hidden_states=False)
+            except BaseException:
+                self.reset()
+                raise
+            self.forward_tokens += len(ids) - fed
+            self._cache_ids = ids
+            rows = out.logits[0].float()
+            self._ahead_ids = ids
+            self._ahead = {k: rows[k - 1 - fed] for k in range(max(start, fed + 1), len(ids) + 1)}
+            return True
+
     def next_logits(
         self, ids: Sequence[int], *, attention: bool = False, hidden_states: bool = False
     ) -> BackendOutput:
@@ -200,6 +234,11 @@ class LocalBackend:
         self.check_length(len(ids))
         attention = attention and self.capabilities.attention
         with self.lock, torch.no_grad():
+            if self._ahead and not attention and not hidden_states:
+                row = self._ahead.get(len(ids))
+                if row is not None and self._ahead_ids[:len(ids)] == ids:
+                    return BackendOutput(logits=row)
+            self._ahead, self._ahead_ids = {}, []
             keep = min(common_prefix(self._cache_ids, ids), len(ids) - 1)
             try:
                 if self._cache is None or (keep == 0 and self.cache_kind in ("attention", "sliding")):
@@ -245,6 +284,7 @@ class LocalBackend:
         return out
 
     def _forward(self, new: torch.Tensor, *, attention: bool, hidden_states: bool) -> Any:
+        self.forward_calls += 1
         kwargs: dict[str, Any] = {"input_ids": new, self._cache_arg: self._cache, "use_cache": True,
                                   "output_hidden_states": hidden_states}
         if not attention:

@@ -181,6 +181,10 @@ class RemoteBackend:
         if text not in self.notes:
             self.notes.append(text)
 
+    def read_ahead(self, ids: Sequence[int], start: int) -> bool:
+        """A server answers one prefix per request: nothing to read ahead."""
+        return False
+
     def next_logits(self, ids: Sequence[int], *, attention: bool = False,
                     hidden_states: bool = False) -> BackendOutput:
         """``(vocab,)`` log-probabilities: the top N at their ids, ``-inf`` elsewhere.
