@@ -64,6 +64,26 @@ def test_cropped_cache_logits_match_a_full_forward(tiny_loaded, tiny_backend):
         assert cand.p_base == pytest.approx(p[cand.id].item(), abs=5e-5)
 
 
+def test_forcing_a_text_reads_it_in_one_pass_with_the_models_numbers(tiny_session, tiny_loaded):
+    """A forced text is known in advance: the backend reads it in one forward (not one per token),
+    and every step's probabilities are still transformers' own for its prefix."""
+    s = tiny_session
+    list(s.generate(2))
+    before = s.backend.forward_calls
+    forced = s.force_text(" The cat sat on the mat and told a story about a lighthouse keeper.")
+    assert len(forced) > 10
+    assert s.backend.forward_calls - before <= 2  # the read-ahead pass (and at most one peek)
+    ids = s.context_ids()
+    with torch.no_grad():
+        logits = tiny_loaded.model(input_ids=torch.tensor([ids])).logits[0]
+    p = torch.softmax(logits.double(), -1)
+    first = len(ids) - len(forced)
+    for k, step in enumerate(forced):
+        assert step.p_base == pytest.approx(p[first + k - 1, step.token.id].item(), abs=1e-5)
+    s.step()  # stepping on after the text continues from the cache the pass left
+    assert s.context_ids()[:-1] == ids
+
+
 def test_delete_force_fork_switch_rename(tiny_session):
     list(tiny_session.generate(4))
     ids = tiny_session.current.ids

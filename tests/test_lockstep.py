@@ -262,7 +262,7 @@ def read_all(ls: Lockstep, ids: list[int]):
 
 def test_a_given_text_is_read_in_batched_passes_with_the_same_numbers(tiny_loaded, tiny_other,
                                                                        tokenizer, monkeypatch) -> None:
-    from tokentui.engine.analysis import lockstep
+    from tokentui.engine import session as lockstep  # where the block size lives
 
     ids = tokenizer(TEXT, add_special_tokens=False).input_ids
     batched = Lockstep(LocalBackend(tiny_loaded), LocalBackend(tiny_other), PromptSpec("Read this:"),
@@ -286,7 +286,7 @@ def test_a_given_text_is_read_in_batched_passes_with_the_same_numbers(tiny_loade
 
 def test_a_text_past_the_context_ends_where_stepping_ends(tiny_loaded, tiny_other, tokenizer,
                                                           monkeypatch) -> None:
-    from tokentui.engine.analysis import lockstep
+    from tokentui.engine import session as lockstep  # where the block size lives
 
     ids = tokenizer(TEXT * 4, add_special_tokens=False).input_ids
     assert len(ids) > tiny_loaded.model.config.max_position_embeddings

@@ -24,6 +24,18 @@ from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec, TokenTable, decode, encode_prompt, encode_text
 from tokentui.engine.results import Distribution, PromptTokenView, StepResult, Token
 
+READ_AHEAD_TOKENS = 256
+"""Tokens known in advance (a forced text) are read this many per batched forward..."""
+READ_AHEAD_FLOATS = 1 << 24
+"""...and at most this many logits (64 MB of float32) are kept between the steps."""
+
+
+def read_ahead_blocks(ids: Sequence[int], vocab_size: int) -> list[list[int]]:
+    """``ids`` cut into the blocks that ``Session.read_ahead`` reads in one pass each."""
+    size = max(1, min(READ_AHEAD_TOKENS, READ_AHEAD_FLOATS // max(1, vocab_size)))
+    return [[int(i) for i in ids[k:k + size]] for k in range(0, len(ids), size)]
+
+
 PROMPT_VIEWS_KEPT = 256
 """Prompt-token views a session remembers (each is a top-N and a few scalars)."""
 
@@ -422,12 +434,27 @@ class Session:
         return self.step(force_id=int(token_id), how="forced")
 
     def force_text(self, text: str) -> list[StepResult]:
-        """Tokenize text and append its tokens one by one."""
+        """Tokenize text and append its tokens one by one (read in batched passes)."""
         ids = encode_text(self.tokenizer, text)
         if not ids:
             raise SessionError("nothing to force: the text has no tokens")
         self._check_constraint(ids)
-        return [self.step(force_id=i, how="forced") for i in ids]
+        steps = []
+        for block in read_ahead_blocks(ids, self.backend.vocab_size):
+            self.read_ahead(block)
+            steps += [self.step(force_id=i, how="forced") for i in block]
+        return steps
+
+    def read_ahead(self, ids: Sequence[int]) -> None:
+        """Tokens about to be forced: the backend reads the context and what fits of ``ids`` in
+        one pass, and the steps take their logits from it (``Backend.read_ahead``; a backend
+        that cannot does nothing, and the steps run one forward each as before)."""
+        ids = [int(i) for i in ids]
+        context = self.context_ids()
+        limit = self.backend.capabilities.max_context
+        room = len(ids) if limit is None else min(len(ids), limit - 1 - len(context))
+        if room > 0 and min(ids[:room]) >= 0 and max(ids[:room]) < self.backend.vocab_size:
+            self.backend.read_ahead(context + ids[:room], len(context))
 
     def _check_constraint(self, ids: Sequence[int]) -> None:
         if self.constraint is not None:

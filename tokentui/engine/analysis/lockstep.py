@@ -35,15 +35,11 @@ from tokentui.engine.errors import SessionError, TokentuiError
 from tokentui.engine.params import SamplingParams
 from tokentui.engine.prompts import PromptSpec, TokenTable, encode_text
 from tokentui.engine.results import StepResult, Token
-from tokentui.engine.session import Session
+from tokentui.engine.session import Session, read_ahead_blocks
 
 TOP = 10
 """Candidates shown per side, and the size of the overlap."""
 DRIVERS = ("a", "b")
-READ_AHEAD_TOKENS = 256
-"""A given text is read this many tokens per batched forward (``force_ids``)..."""
-READ_AHEAD_FLOATS = 1 << 24
-"""...and at most this many logits (64 MB of float32) kept per model between steps."""
 
 
 class TokenizerMismatchError(TokentuiError):
@@ -440,24 +436,13 @@ class Lockstep:
         The tokens are known in advance, so each model reads a block of them in one forward
         (``Backend.read_ahead``) and the steps take their logits from it: a text costs a few
         batched passes instead of one pass per token (a server still answers each prefix)."""
-        ids = [int(i) for i in ids]
-        block = max(1, min(READ_AHEAD_TOKENS, READ_AHEAD_FLOATS // max(1, self.vocab)))
-        for begin in range(0, len(ids), block):
-            self._read_ahead(ids[begin:begin + block])
-            for token_id in ids[begin:begin + block]:
+        for block in read_ahead_blocks(ids, self.vocab):
+            self.a.read_ahead(block)
+            self.b.read_ahead(block)
+            for token_id in block:
                 if stop_event is not None and stop_event.is_set():
                     return
                 yield self.step(force_id=token_id)
-
-    def _read_ahead(self, ids: list[int]) -> None:
-        """Both backends read the current context and ``ids`` in one pass each (what fits the
-        context: past it the steps fail as they would one by one)."""
-        context = self.a.context_ids()
-        for session in (self.a, self.b):
-            limit = session.backend.capabilities.max_context
-            room = len(ids) if limit is None else min(len(ids), limit - 1 - len(context))
-            if room > 0 and min(ids[:room]) >= 0 and max(ids[:room]) < self.vocab:
-                session.backend.read_ahead(context + ids[:room], len(context))
 
     def force_text(self, text: str, stop_event: threading.Event | None = None
                    ) -> Iterator[StepDivergence]:
