@@ -99,8 +99,10 @@ def test_status_line_counts_while_generating(tiny_dir):
 def alternatives_rows(screen: str) -> list[int]:
     """The ranks shown in the Alternatives box, top to bottom (up to its bottom border)."""
     lines = screen.splitlines()
-    top = next(i for i, line in enumerate(lines)
-               if re.search(r"╭─ (Next token|Alternatives)", line))
+    top = next((i for i, line in enumerate(lines)
+                if re.search(r"╭─ (Next token|Alternatives)", line)), None)
+    if top is None:  # a capture taken while the box's border was being redrawn: poll again
+        return []
     ranks = []
     for line in lines[top + 2:]:  # the title, then the column header
         if line.startswith("╰"):

@@ -64,7 +64,9 @@ EXPLANATIONS: dict[str, Explanation] = {
               "filters.",
         read="p_base is what the model itself believes. p_final is what the sampler actually drew "
              "from: temperature reshapes it, top-k/top-p/min-p set the cut tokens to 0 and the rest "
-             "is rescaled to sum to 1. Pick another row to branch the story from that token.",
+             "is rescaled to sum to 1. Pick another row to branch the story from that token. "
+             "While a run generates, the table does not follow each new token (redrawing it would "
+             "slow the model): it fills when the run stops, or at once for a token you move to.",
         formula="p_base_i = exp(z_i) / sum_j exp(z_j),  z = the model's logits",
     ),
     "attention": Explanation(
