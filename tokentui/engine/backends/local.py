@@ -207,19 +207,7 @@ class LocalBackend:
         self.check_length(len(ids))
         with self.lock, torch.no_grad():
             keep = min(common_prefix(self._cache_ids, ids), start - 1)
-            try:
-                if self._cache is None or keep == 0:
-                    self._cache, fed = self._new_cache(), 0
-                else:
-                    fed = self._cut(ids, keep)
-                self._cache_ids = ids[:fed]
-                out = self._forward(torch.tensor([ids[fed:]], device=self.input_device),
-                                    attention=False, hidden_states=False)
-            except BaseException:
-                self.reset()
-                raise
-            self.forward_tokens += len(ids) - fed
-            self._cache_ids = ids
+            out, fed = self._run(ids, keep, attention=False, hidden_states=False)
             rows = out.logits[0].float()
             self._ahead_ids = ids
             self._ahead = {k: rows[k - 1 - fed] for k in range(max(start, fed + 1), len(ids) + 1)}
@@ -240,18 +228,7 @@ class LocalBackend:
                     return BackendOutput(logits=row)
             self._ahead, self._ahead_ids = {}, []
             keep = min(common_prefix(self._cache_ids, ids), len(ids) - 1)
-            try:
-                if self._cache is None or (keep == 0 and self.cache_kind in ("attention", "sliding")):
-                    self._cache = self._new_cache()
-                    start = 0
-                else:
-                    start = self._cut(ids, keep)
-                self._cache_ids = ids[:start]
-                out = self._feed(ids, start, attention=attention, hidden_states=hidden_states)
-            except BaseException:
-                self.reset()
-                raise
-            self._cache_ids = ids
+            out, _ = self._run(ids, keep, attention=attention, hidden_states=hidden_states)
             result = BackendOutput(logits=out.logits[0, -1].float())
             attentions = getattr(out, "attentions", None)
             if attention and attentions:
@@ -262,6 +239,24 @@ class LocalBackend:
             if hidden_states and states:
                 result.hidden_states = torch.stack([h[0, -1, :].float().cpu() for h in states])
             return result
+
+    def _run(self, ids: list[int], keep: int, *, attention: bool, hidden_states: bool
+             ) -> tuple[Any, int]:
+        """Cut the cache back to at most ``ids[:keep]`` and feed the rest of ``ids``. Returns the
+        output and how many tokens the cache held before it (logits row ``j`` follows
+        ``ids[:fed + j + 1]``); a failure leaves no cache, never a half-fed one."""
+        try:
+            if self._cache is None or (keep == 0 and self.cache_kind in ("attention", "sliding")):
+                self._cache, fed = self._new_cache(), 0
+            else:
+                fed = self._cut(ids, keep)
+            self._cache_ids = ids[:fed]
+            out = self._feed(ids, fed, attention=attention, hidden_states=hidden_states)
+        except BaseException:
+            self.reset()
+            raise
+        self._cache_ids = ids
+        return out, fed
 
     def _feed(self, ids: list[int], start: int, *, attention: bool, hidden_states: bool) -> Any:
         """Feed ``ids[start:]``. A recurrent state is advanced one token at a time (transformers'
