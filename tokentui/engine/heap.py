@@ -17,20 +17,16 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_unfreeze_at_exit = False
+# Frozen objects are never finalised: extension modules (triton's nanobind) would print
+# "leaked instance" warnings on the terminal at exit. Nothing is frozen until ``settle``.
+atexit.register(gc.unfreeze)
 
 
 def settle() -> None:
     """Collect once, then move every object alive now out of future collections."""
-    global _unfreeze_at_exit
     gc.unfreeze()  # what an earlier settle froze (a model now dropped) can be collected again
     gc.collect()
     gc.freeze()
-    if not _unfreeze_at_exit:
-        # Frozen objects are never finalised: extension modules (triton's nanobind) would print
-        # "leaked instance" warnings on the terminal at exit.
-        atexit.register(gc.unfreeze)
-        _unfreeze_at_exit = True
 
 
 @contextmanager
