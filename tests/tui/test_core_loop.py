@@ -40,8 +40,10 @@ async def test_status_line_counts_while_generating_and_redraws_at_a_bounded_rate
         await ready(pilot)
         stream = app.query_one(TokenStream)
         layouts = []
-        relayout = stream.relayout
+        # every redraw of the stream: a full one, or the run's piecewise one from the cursor
+        relayout, redraw = stream.relayout, stream._redraw_from_cursor
         stream.relayout = lambda: (layouts.append(len(stream.steps)), relayout())[1]
+        stream._redraw_from_cursor = lambda: (layouts.append(len(stream.steps)), redraw())[1]
         seen, lines = [], []
         app.action_generate()  # as ``g`` does; pilot.press would wait for the run to go idle
         for _ in range(20000):  # bounded: a run that never shows its count fails, never hangs
