@@ -12,6 +12,7 @@ from typing import ClassVar
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import DataTable
 
@@ -83,6 +84,13 @@ class AlternativesTable(DataTable):
         self.base_subtitle = str(self.border_subtitle)
         if self.candidates:
             self.move_cursor(row=select, animate=False)
+
+    def watch_virtual_size(self, old: Size, new: Size) -> None:
+        """DataTable measures new rows' columns only when idle, and keeps rows it rendered
+        before that, cached at the headers' widths (rank 10 shown as "1", tokens cut): when
+        the measured widths change the table's width, drop those renders."""
+        if old.width != new.width:
+            self.notify_style_update()  # DataTable's own way to clear its row and cell renders
 
     def _why_cells(self, cand: Candidate) -> list[Text]:
         """The ``why`` cell while that column is shown (a constraint is in play)."""
